@@ -1,0 +1,77 @@
+"""``mlsan-live``: the live app (default) and its subcommands.
+
+``mlsan-live [run flags]`` runs the live pipeline; ``mlsan-live SUBCOMMAND ...`` runs a tool
+(``models``, ...). Errors the user can fix print one line ``mlsan-live: error: ...`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from mlsan.errors import UserFacingError
+
+from edge_app.commands import models as models_command
+
+# Each module: NAME, HELP, add_arguments(parser), run(args) -> int.
+COMMANDS: tuple[ModuleType, ...] = (models_command,)
+
+PROG = "mlsan-live"
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, where to look) and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _subcommand_epilog() -> str:
+    lines = ["subcommands (mlsan-live SUBCOMMAND --help for their flags):"]
+    lines += [f"  {cmd.NAME:<10} {cmd.HELP}" for cmd in COMMANDS]
+    return "\n".join(lines)
+
+
+def build_live_parser() -> argparse.ArgumentParser:
+    """Flags of the live run (the default command)."""
+    parser = OneLineArgumentParser(
+        prog=PROG,
+        description="Watch and listen to a conversation and show how each person feels, live.",
+        epilog=_subcommand_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from edge_app import live
+
+    live.add_arguments(parser)
+    return parser
+
+
+def _run_guarded(func, args: argparse.Namespace) -> int:
+    try:
+        return int(func(args) or 0)
+    except UserFacingError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    by_name = {cmd.NAME: cmd for cmd in COMMANDS}
+    if argv and argv[0] in by_name:
+        cmd = by_name[argv[0]]
+        parser = OneLineArgumentParser(prog=f"{PROG} {cmd.NAME}", description=cmd.HELP)
+        cmd.add_arguments(parser)
+        return _run_guarded(cmd.run, parser.parse_args(argv[1:]))
+    from edge_app import live
+
+    args = build_live_parser().parse_args(argv)
+    return _run_guarded(live.run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
