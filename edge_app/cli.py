@@ -11,9 +11,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from mlsan.errors import UserFacingError
-
 from edge_app.commands import models as models_command
+from mlsan.errors import UserFacingError
 
 # Each module: NAME, HELP, add_arguments(parser), run(args) -> int.
 COMMANDS: tuple[ModuleType, ...] = (models_command,)

@@ -240,8 +240,9 @@ class ModelRegistry:
         elif spec.name == "mlsan":
             fixes.append("train one with mlsan-train")
         fixes.append(f"or copy it to {self.cache_dir / spec.name / spec.artifact}")
-        return f"model '{spec.name}' ({spec.role}) not found (looked in: {where}); fix: " + ", ".join(
-            fixes
+        return (
+            f"model '{spec.name}' ({spec.role}) not found (looked in: {where}); fix: "
+            + ", ".join(fixes)
         )
 
     def resolve(self, name: str, verify: bool = False) -> ResolvedModel:

@@ -83,7 +83,9 @@ def test_explicit_path_wins_and_is_checked_for_existence(tmp_path):
     cached = tmp_path / "cache" / "toy" / "toy.bin"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(PAYLOAD)
-    reg = _registry(tmp_path, _spec(hashlib.sha256(PAYLOAD).hexdigest()), overrides={"toy": explicit})
+    reg = _registry(
+        tmp_path, _spec(hashlib.sha256(PAYLOAD).hexdigest()), overrides={"toy": explicit}
+    )
     found = reg.resolve("toy", verify=True)  # the expected digest is for the default copy only
     assert found.source == SOURCE_EXPLICIT and found.path == explicit
 
@@ -103,7 +105,9 @@ def test_environment_variable_overrides(tmp_path):
     explicit = tmp_path / "env.bin"
     explicit.write_bytes(PAYLOAD)
     reg = ModelRegistry(
-        cache_dir=tmp_path / "cache", specs=(_spec(None),), environ={"MLSAN_MODEL_TOY": str(explicit)}
+        cache_dir=tmp_path / "cache",
+        specs=(_spec(None),),
+        environ={"MLSAN_MODEL_TOY": str(explicit)},
     )
     assert reg.resolve("toy").path == explicit
 
