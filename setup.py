@@ -9,6 +9,7 @@ from setuptools import find_packages, setup
 CORE = [
     "torch>=2.1",
     "numpy>=1.24",
+    "scipy>=1.10",
     "opencv-python-headless>=4.8",
     "mediapipe>=0.10.30",
     "faster-whisper>=1.1",
@@ -60,6 +61,10 @@ setup(
     entry_points={
         "console_scripts": [
             "mlsan-live=edge_app.cli:main",
+            "mlsan-train=mlsan.train:main",
+            "mlsan-eval=mlsan.evaluate:main",
+            "mlsan-ablate=mlsan.ablate:main",
+            "mlsan-engine=engines.cli:main",
         ]
     },
 )

@@ -11,11 +11,21 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from edge_app.commands import audio_devices as audio_devices_command
+from edge_app.commands import diarize as diarize_command
+from edge_app.commands import extract_meld as extract_meld_command
+from edge_app.commands import faces as faces_command
 from edge_app.commands import models as models_command
 from mlsan.errors import UserFacingError
 
 # Each module: NAME, HELP, add_arguments(parser), run(args) -> int.
-COMMANDS: tuple[ModuleType, ...] = (models_command,)
+COMMANDS: tuple[ModuleType, ...] = (
+    models_command,
+    faces_command,
+    extract_meld_command,
+    diarize_command,
+    audio_devices_command,
+)
 
 PROG = "mlsan-live"
 

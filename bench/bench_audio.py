@@ -1,0 +1,303 @@
+"""Audio front benchmark: cost of each stage and end-of-speech -> label delay. One JSON object.
+
+    python bench/bench_audio.py [--wav ../shared/data/diarization/sample.wav] [--no-realtime]
+
+1. Cost: CPU seconds (process time, all threads) per second of audio for VAD, voice embedding,
+   diarizer and ASR over the sample, with alternatives side by side (ASR beam 1 vs 5, ASR
+   threads 1 vs 2, voice hop 0.25 vs 0.5 s). ASR also reports its wall-clock real-time factor
+   (< 1 keeps up).
+2. DER of the default pipeline on the sample against its reference RTTM (pyannote.metrics, no
+   collar and 0.25 s collar).
+3. Delay: a real-time replay (the sample followed by synthesized speech in two voices from
+   espeak-ng, so there are enough segments), with the source+VAD on one thread, ASR on one
+   worker and voice+diarizer on another, as in the live app. Delay = wall time when the result
+   is ready minus the wall time at which the segment's last sample was due. Median and p95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge_app.audio.asr import AsrOptions, WhisperTranscriber  # noqa: E402
+from edge_app.audio.diarizer import OnlineDiarizer  # noqa: E402
+from edge_app.audio.offline import AudioPipelineOptions, AudioStages, process_file  # noqa: E402
+from edge_app.audio.sources import FileAudioSource, load_audio  # noqa: E402
+from edge_app.audio.vad import SileroVad, StreamingVad  # noqa: E402
+from edge_app.clock import MediaClock  # noqa: E402
+from edge_app.messages import SAMPLE_RATE  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO.parent / "shared" / "data" / "diarization" / "sample.wav"
+
+
+def cpu_timed(fn):
+    c0, w0 = time.process_time(), time.perf_counter()
+    out = fn()
+    return out, time.process_time() - c0, time.perf_counter() - w0
+
+
+def segments_of(path: Path, opts: AudioPipelineOptions, model: SileroVad):
+    vad = StreamingVad(opts.vad, model)
+    out = []
+    for chunk in FileAudioSource(path, MediaClock(realtime=False)).chunks(threading.Event()):
+        out += vad.process(chunk)
+    return out + vad.flush()
+
+
+def der(path: Path, rttm: Path, stages: AudioStages) -> dict:
+    from pyannote.core import Annotation, Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    r = process_file(path, stages)
+    ref, hyp = Annotation(), Annotation()
+    for line in rttm.read_text().splitlines():
+        f = line.split()
+        ref[Segment(float(f[3]), float(f[3]) + float(f[4]))] = f[7]
+    for t in r.turns:
+        hyp[Segment(t.t_start, t.t_end)] = t.speaker_id
+    uem = Timeline([Segment(0.0, r.duration)])
+    out = {"speakers_found": len({t.speaker_id for t in r.turns})}
+    for collar in (0.0, 0.25):
+        d = DiarizationErrorRate(collar=collar)(ref, hyp, uem=uem, detailed=True)
+        key = f"collar_{collar}"
+        out[key] = {
+            "der": round(d["diarization error rate"], 4),
+            "missed_s": round(d["missed detection"], 3),
+            "false_alarm_s": round(d["false alarm"], 3),
+            "confusion_s": round(d["confusion"], 3),
+            "scored_s": round(d["total"], 3),
+        }
+    return out
+
+
+def sensitivity(path: Path, rttm: Path, stages: AudioStages) -> list[dict]:
+    """No-collar DER of nearby settings: how much the default owes to tuning on this clip."""
+    rows = []
+    base = stages.options
+    variants = [
+        ("window_s", 1.5, "voice"),
+        ("window_s", 2.5, "voice"),
+        ("cluster_threshold", 0.70, "diarizer"),
+        ("cluster_threshold", 0.72, "diarizer"),
+        ("cluster_threshold", 0.75, "diarizer"),
+        ("cluster_threshold", 0.77, "diarizer"),
+        ("linkage", "complete", "diarizer"),
+        ("min_turn_s", 0.5, "diarizer"),
+        ("threshold", 0.35, "vad"),
+        ("min_silence_s", 0.2, "vad"),
+    ]
+    for name, value, part in variants:
+        opts = replace(base, **{part: replace(getattr(base, part), **{name: value})})
+        stages.options = opts
+        stages.embedder.options = opts.voice
+        try:
+            d = der(path, rttm, stages)
+        finally:
+            stages.options = base
+            stages.embedder.options = base.voice
+        rows.append(
+            {
+                "change": f"{part}.{name}={value}",
+                "der": d["collar_0.0"]["der"],
+                "der_collar_0.25": d["collar_0.25"]["der"],
+                "speakers": d["speakers_found"],
+            }
+        )
+    return rows
+
+
+def costs(path: Path, opts: AudioPipelineOptions, vad_model, embedder, threads_note) -> dict:
+    audio_s = len(load_audio(path)) / SAMPLE_RATE
+    res: dict = {"audio_s": round(audio_s, 2)}
+    segs, cpu, wall = cpu_timed(lambda: segments_of(path, opts, vad_model))
+    res["vad"] = {"cpu_s_per_audio_s": round(cpu / audio_s, 4), "segments": len(segs)}
+    speech_s = sum(s.t_end - s.t_start for s in segs)
+    res["speech_s"] = round(speech_s, 2)
+    for hop in (0.25, 0.5):
+        embedder.options = replace(opts.voice, hop_s=hop)
+        voices, cpu, _ = cpu_timed(lambda: [embedder.embed_segment(s) for s in segs])
+        res[f"voice_hop_{hop}"] = {"cpu_s_per_audio_s": round(cpu / audio_s, 4)}
+        if hop == opts.voice.hop_s:
+            default_voices = voices
+    embedder.options = opts.voice
+    reps = 20  # the diarizer is cheap: repeat for a measurable time
+    _, cpu, _ = cpu_timed(
+        lambda: [
+            [d.process(v) for v in default_voices]
+            for d in [OnlineDiarizer(opts.diarizer) for _ in range(reps)]
+        ]
+    )
+    res["diarizer"] = {"cpu_s_per_audio_s": round(cpu / reps / audio_s, 5)}
+    for beam, threads in ((1, 2), (5, 2), (1, 1)):
+        asr = WhisperTranscriber(replace(opts.asr, beam_size=beam, cpu_threads=threads))
+        asr.transcribe(segs[0])  # warm-up
+        trs, cpu, wall = cpu_timed(lambda a=asr: [a.transcribe(s) for s in segs])
+        res[f"asr_beam{beam}_threads{threads}"] = {
+            "cpu_s_per_audio_s": round(cpu / audio_s, 4),
+            "wall_s_per_speech_s": round(wall / speech_s, 4),
+            "words": sum(len(t.words) for t in trs),
+        }
+    res["note"] = threads_note
+    return res
+
+
+def make_replay_file(tmp: Path, wav: Path) -> Path:
+    """The sample, then sentences in two espeak-ng voices with pauses (more segments)."""
+    parts = [load_audio(wav)]
+    sentences = [
+        ("en-us", "Good morning, how was the drive in today?"),
+        ("en-us+f3", "Slow. There was a long queue at the bridge again."),
+        ("en-us", "They are repairing the east lane until next month."),
+        ("en-us+f3", "Then I will take the train tomorrow, it is quicker."),
+        ("en-us", "Good idea. Did you finish the report for Friday?"),
+        ("en-us+f3", "Almost. I still need the numbers from the second quarter."),
+        ("en-us", "I can send them after lunch."),
+        ("en-us+f3", "Thanks, that would help a lot."),
+    ]
+    if shutil.which("espeak-ng"):
+        for voice, text in sentences:
+            out = tmp / "s.wav"
+            subprocess.run(
+                ["espeak-ng", "-v", voice, "-s", "160", "-w", str(out), text], check=True
+            )
+            parts += [np.zeros(int(0.8 * SAMPLE_RATE), np.float32), load_audio(out)]
+    import soundfile as sf
+
+    path = tmp / "replay.wav"
+    sf.write(path, np.concatenate(parts), SAMPLE_RATE)
+    return path
+
+
+def delays(path: Path, stages: AudioStages) -> dict:
+    """Real-time replay with the live app's thread layout; see module docstring."""
+    clock = MediaClock(realtime=True)
+    stop = threading.Event()
+    vad = StreamingVad(stages.options.vad, stages.vad_model)
+    diar = OnlineDiarizer(stages.options.diarizer)
+    asr_q: queue.Queue = queue.Queue(maxsize=64)
+    voice_q: queue.Queue = queue.Queue(maxsize=64)
+    done: dict[tuple[str, int], float] = {}
+    ends: dict[int, float] = {}
+    lock = threading.Lock()
+
+    def worker(q, fn, kind):
+        while True:
+            try:
+                seg = q.get(timeout=0.5)
+            except queue.Empty:
+                if stop.is_set():
+                    return
+                continue
+            if seg is None:
+                return
+            fn(seg)
+            with lock:
+                done[(kind, seg.segment_id)] = time.monotonic()
+
+    asr_t = threading.Thread(target=worker, args=(asr_q, stages.asr.transcribe, "asr"))
+    voice_t = threading.Thread(
+        target=worker,
+        args=(voice_q, lambda s: diar.process(stages.embedder.embed_segment(s)), "speaker"),
+    )
+    asr_t.start()
+    voice_t.start()
+    source = FileAudioSource(path, clock)
+    c0 = time.process_time()
+    w0 = time.monotonic()
+    for chunk in source.chunks(stop):
+        for seg in vad.process(chunk):
+            ends[seg.segment_id] = clock.wall_time_of(seg.t_end)
+            asr_q.put(seg, timeout=5)
+            voice_q.put(seg, timeout=5)
+    for seg in vad.flush():
+        ends[seg.segment_id] = clock.wall_time_of(seg.t_end)
+        asr_q.put(seg, timeout=5)
+        voice_q.put(seg, timeout=5)
+    asr_q.put(None)
+    voice_q.put(None)
+    asr_t.join(timeout=120)
+    voice_t.join(timeout=120)
+    cpu, wall = time.process_time() - c0, time.monotonic() - w0
+    out: dict = {
+        "audio_s": round(source.stats().seconds, 2),
+        "segments": len(ends),
+        "cpu_load_cores": round(cpu / wall, 3),
+    }
+    for kind in ("asr", "speaker"):
+        d = np.array([done[(kind, i)] - ends[i] for i in ends if (kind, i) in done])
+        out[f"{kind}_delay_s"] = {
+            "median": round(float(np.median(d)), 3),
+            "p95": round(float(np.percentile(d, 95)), 3),
+            "max": round(float(d.max()), 3),
+            "n": int(len(d)),
+        }
+    both = np.array(
+        [
+            max(done[("asr", i)], done[("speaker", i)]) - ends[i]
+            for i in ends
+            if ("asr", i) in done and ("speaker", i) in done
+        ]
+    )
+    out["transcript_and_label_delay_s"] = {
+        "median": round(float(np.median(both)), 3),
+        "p95": round(float(np.percentile(both, 95)), 3),
+    }
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--wav", type=Path, default=SAMPLE)
+    ap.add_argument("--rttm", type=Path, default=SAMPLE.with_suffix(".rttm"))
+    ap.add_argument("--no-realtime", action="store_true", help="skip the real-time replay")
+    args = ap.parse_args()
+    opts = AudioPipelineOptions(asr=AsrOptions(cpu_threads=2))
+    stages = AudioStages.load(opts, transcribe=True)
+    result = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        },
+        "defaults": {
+            "vad": asdict(opts.vad),
+            "voice": asdict(opts.voice),
+            "diarizer": asdict(opts.diarizer),
+            "asr": asdict(opts.asr),
+        },
+        "der_sample": der(args.wav, args.rttm, stages),
+        "der_sensitivity": sensitivity(args.wav, args.rttm, stages),
+        "cost_sample": costs(
+            args.wav,
+            opts,
+            stages.vad_model,
+            stages.embedder,
+            "process CPU time incl. all threads; the machine is shared, so expect noise",
+        ),
+    }
+    if not args.no_realtime:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["realtime_replay"] = delays(make_replay_file(Path(tmp), args.wav), stages)
+    result["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Benchmark of the whole live pipeline: replay a recording in real time, measure latency.
+
+Prints one JSON object. Per configuration (compared in the same run, same file, same machine):
+
+* ``ready_s``: wall seconds from the arrival of an utterance's last audio sample to its emotion
+  being ready (events written), median and p95;
+* ``ready_s_segment_end`` / ``ready_s_inside_segment``: the same, split by whether the turn
+  ended its speech segment or ended inside one (a change of speaker with no pause);
+* ``on_screen_s``: the same, until the terminal UI (rendered to a buffer; redrawn 4 times a
+  second and at once when an emotion is ready, as in the live run) first draws a frame that
+  contains it: what a viewer waits for;
+* ``cpu_s_per_media_s``: process CPU seconds (all threads, native ones included) per second of
+  replayed audio, from the first chunk to the end of the run (model loading excluded);
+* ``drops``: items dropped per queue and audio samples lost (should all be 0);
+* ``end_of_file_to_stop_s``: from the last audio chunk to every thread stopped (the last
+  utterance is still transcribed and scored in between);
+* per-stage median latency (ms), utterances, speakers.
+
+Usage::
+
+    python bench/bench_live.py [--audio ../shared/data/diarization/sample.wav] \
+        [--configs ort-seg10-asr2,torch-seg10-asr2,ort-seg10-asr1,ort-seg6-asr2] [--repeat 2]
+
+Configurations are ``<backend>[-seg<N>][-asr<K>]``: emotion backend (ort = onnxruntime,
+torch), the VAD's maximum segment length N seconds (default 10 as in the app; a turn that
+ends inside a longer stretch of speech waits for the cut)
+and the speech recogniser's CPU threads K (default 2; 1 leaves a core to the voice stage).
+``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
+``load_avg_1m_before`` is recorded because the CPU may be shared with other work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+BACKENDS = {"ort": "onnxruntime", "torch": "torch", "auto": "auto", "trt": "tensorrt"}
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"median": None, "p95": None, "n": 0}
+    arr = np.asarray(values, np.float64)
+    return {
+        "median": round(float(np.median(arr)), 3),
+        "p95": round(float(np.percentile(arr, 95)), 3),
+        "max": round(float(arr.max()), 3),
+        "n": int(arr.size),
+    }
+
+
+def run_config(name: str, audio: Path, context: int) -> dict:
+    from rich.console import Console
+
+    from edge_app.live_pipeline import LiveOptions, LivePipeline
+    from edge_app.ui import TerminalUI
+
+    backend_key, *knobs = name.split("-")
+    seg, asr_threads = 10.0, 2
+    for knob in knobs:
+        if knob.startswith("seg"):
+            seg = float(knob[3:])
+        elif knob.startswith("asr"):
+            asr_threads = int(knob[3:])
+        else:
+            raise SystemExit(f"unknown knob {knob!r} in config {name!r}")
+    options = LiveOptions(
+        audio=audio,
+        headless=True,
+        events=None,
+        backend=BACKENDS[backend_key],
+        realtime=True,
+        gallery=None,
+        context=context,
+        max_segment_s=seg,
+        asr_threads=asr_threads,
+    )
+    pipe = LivePipeline(options)
+    t_load = time.monotonic()
+    pipe.open()
+    load_s = time.monotonic() - t_load
+    ready: list[tuple[float, float]] = []  # (ready wall time, latency)
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def on_event(event) -> None:
+        with lock:
+            ready.append((time.monotonic(), event.latency_s))
+            ids.append(event.utterance_id)
+
+    rt = pipe.build()
+    frames: list[tuple[float, int]] = []  # (time the frame was on screen, utterances in it)
+
+    def snapshot():
+        snap = pipe.snapshot()
+        frames.append((time.monotonic(), sum(s.n_utterances for s in snap.speakers)))
+        return snap
+
+    inner: dict[int, float] = {}  # utterance id -> seconds its segment went on after it
+    process = pipe.emotion.process
+
+    def process_and_note(utt):
+        inner[utt.utterance_id] = utt.segment_t_end - utt.t_end
+        return process(utt)
+
+    pipe.emotion.process = process_and_note
+    ui = TerminalUI(snapshot, 4.0, Console(file=io.StringIO(), width=140, force_terminal=True))
+    pipe.emotion.sinks = (on_event, lambda _event: ui.poke())  # as the live run does
+    cpu0 = time.process_time()
+    ui.start()
+    pipe.status = "running"
+    rt.run()
+    stopped = time.monotonic()
+    end_of_file_to_stop = stopped - pipe.arrivals.wall_of(float("inf"))
+    ui.stop()
+    cpu = time.process_time() - cpu0
+    snap = pipe.snapshot()
+    on_screen = []
+    for k, (t_ready, latency) in enumerate(ready):
+        arrival = t_ready - latency
+        shown = next((t for t, n in frames if n >= k + 1 and t >= t_ready), None)
+        if shown is not None:
+            on_screen.append(shown - arrival)
+    stats = snap.stats
+    pairs = list(zip([lat for _, lat in ready], ids, strict=True))
+    seg_end = [lat for lat, i in pairs if inner[i] < 0.05]
+    inside = [lat for lat, i in pairs if inner[i] >= 0.05]
+    return {
+        "config": name,
+        "backend": snap.header.backend,
+        "max_segment_s": options.max_segment_s,
+        "asr_threads": options.asr_threads,
+        "load_s": round(load_s, 2),
+        "media_s": round(snap.media_t, 2),
+        "wall_s": round(stats.wall_s, 2),
+        "utterances": len(ready),
+        "speakers": [s.speaker for s in snap.speakers],
+        "ready_s": _percentiles([lat for _, lat in ready]),
+        # Split: turns that ended their VAD segment vs. turns that ended inside one (a change
+        # of speaker without a pause: they wait for the segment's end).
+        "ready_s_segment_end": _percentiles(seg_end),
+        "ready_s_inside_segment": _percentiles(inside),
+        "on_screen_s": _percentiles(on_screen),
+        "cpu_s_per_media_s": round(cpu / max(snap.media_t, 1e-9), 3),
+        "end_of_file_to_stop_s": round(end_of_file_to_stop, 3),
+        "drops": {q.name: q.dropped for q in stats.queues},
+        "audio_samples_lost": int(round(snap.audio_dropped_s * 16000)),
+        "stage_median_ms": {
+            s.name: None if s.latency_median_ms is None else round(s.latency_median_ms, 1)
+            for s in stats.stages
+        },
+        "ui_frames": ui.frames,
+        "_ready_s": [lat for _, lat in ready],
+        "_ready_s_segment_end": seg_end,
+        "_ready_s_inside_segment": inside,
+        "_on_screen_s": on_screen,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--audio", default=str(REPO.parent / "shared/data/diarization/sample.wav"))
+    parser.add_argument(
+        "--configs", default="ort-seg10-asr2,torch-seg10-asr2,ort-seg10-asr1,ort-seg6-asr2"
+    )
+    parser.add_argument("--context", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per config (pooled)")
+    parser.add_argument("--cores", default=None, help="pin to these CPU ids, e.g. 0,1")
+    args = parser.parse_args()
+    if args.cores:
+        os.sched_setaffinity(0, {int(c) for c in args.cores.split(",")})
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from edge_app.live_pipeline import _quiet_hf
+
+    _quiet_hf()
+    results = []
+    for name in args.configs.split(","):
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            load = os.getloadavg()[0]
+            runs.append(run_config(name.strip(), Path(args.audio), args.context))
+            runs[-1]["load_avg_1m_before"] = round(load, 2)
+        result = runs[0]
+        if len(runs) > 1:  # pool the per-utterance latencies of all runs
+            result["runs"] = len(runs)
+            for key in ("ready_s", "on_screen_s", "ready_s_segment_end", "ready_s_inside_segment"):
+                result[key] = _percentiles([x for r in runs for x in r["_" + key]])
+            result["cpu_s_per_media_s"] = round(
+                float(np.mean([r["cpu_s_per_media_s"] for r in runs])), 3
+            )
+            result["load_avg_1m_before"] = [r["load_avg_1m_before"] for r in runs]
+            result["drops"] = {k: sum(r["drops"][k] for r in runs) for k in result["drops"]}
+            result["audio_samples_lost"] = sum(r["audio_samples_lost"] for r in runs)
+        for r in runs:
+            for key in [k for k in r if k.startswith("_")]:
+                r.pop(key)
+        results.append(result)
+    print(
+        json.dumps(
+            {
+                "bench": "live",
+                "audio": str(args.audio),
+                "cpus_usable": len(os.sched_getaffinity(0)),
+                "cpu_count": os.cpu_count(),
+                "goal": {"median_s": 0.8, "p95_s": 1.5},
+                "results": results,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""Streaming voice activity: Silero VAD v6 (ONNX) + a hysteresis state machine.
+
+API::
+
+    vad = StreamingVad(VadOptions(), model=SileroVad(path))   # path: registry "vad" by default
+    for chunk in source.chunks(stop):
+        for seg in vad.process(chunk):      # list[SpeechSegment], in time order, non-overlapping
+            ...
+    for seg in vad.flush():                 # at end of stream: the open segment, if any
+        ...
+    vad.reset()                             # forget everything (new stream)
+
+- ``SileroVad.probabilities(windows)`` runs the ONNX model on (n, 512) windows of 32 ms and
+  carries its LSTM state and 64-sample context across calls (streaming). ``reset()`` clears them.
+- ``VadStateMachine`` is pure (no model, no audio): ``push(prob) -> list[FrameSegment]`` turns
+  per-frame probabilities into segments of frame indices; ``flush()`` closes an open one.
+  Rules: speech starts at the first frame with p >= ``threshold``; inside speech, a pause starts
+  at the first frame with p < ``neg_threshold`` (frames in between neither start nor end a
+  pause: hysteresis) and is cancelled by a frame with p >= ``threshold``; a pause of
+  ``min_silence_s`` ends the segment at the pause's start; segments shorter than
+  ``min_speech_s`` are discarded; ``pad_s`` is added on both sides without overlapping the
+  previous segment; a segment reaching ``max_segment_s`` is cut (``truncated=True``) at the
+  current pause if one is open, else right there, and speech continues in a new segment at once.
+- ``StreamingVad`` buffers only the audio the open segment (and padding) needs.
+  Times: a segment's ``t_start`` is the stream's first chunk ``t_start`` plus its sample offset;
+  chunks with ``dropped_before`` get that many zeros inserted so the timeline stays right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.messages import SAMPLE_RATE, AudioChunk, SpeechSegment
+from mlsan.errors import UserFacingError
+
+FRAME = 512  # samples per Silero window at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous window Silero v5/v6 prepend
+FRAME_S = FRAME / SAMPLE_RATE
+
+
+class VadError(UserFacingError):
+    """The VAD model cannot be loaded or options are inconsistent."""
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    threshold: float = 0.5  # p >= this starts (or continues) speech
+    neg_threshold: float | None = None  # p < this starts a pause; None: threshold - 0.15
+    min_speech_s: float = 0.25  # shorter speech is dropped
+    min_silence_s: float = 0.3  # a pause this long ends a segment
+    pad_s: float = 0.1  # added before and after each segment
+    max_segment_s: float = 15.0  # long monologues are cut here (bounds latency)
+
+    def frames(self) -> tuple[float, float, int, int, int, int]:
+        off = self.neg_threshold if self.neg_threshold is not None else self.threshold - 0.15
+        off = max(0.01, off)
+        if not 0.0 < self.threshold <= 1.0 or off > self.threshold:
+            raise VadError(
+                f"VAD thresholds are inconsistent (threshold={self.threshold}, "
+                f"neg_threshold={off}); fix: 0 < neg_threshold <= threshold <= 1"
+            )
+        if self.max_segment_s < 1.0:
+            raise VadError(f"max_segment_s={self.max_segment_s} is too short; fix: use >= 1 s")
+
+        def f(s: float) -> int:
+            return max(0, int(round(s / FRAME_S)))
+
+        return (
+            self.threshold,
+            off,
+            max(1, f(self.min_speech_s)),
+            max(1, f(self.min_silence_s)),
+            f(self.pad_s),
+            max(2, f(self.max_segment_s)),
+        )
+
+
+@dataclass(frozen=True)
+class FrameSegment:
+    start: int  # first frame (inclusive), padding included
+    end: int  # last frame (exclusive), padding included
+    truncated: bool = False
+
+
+class VadStateMachine:
+    """Frame probabilities -> speech segments (frame indices). See the module docstring."""
+
+    def __init__(self, options: VadOptions = VadOptions()) -> None:
+        (self.on, self.off, self.min_speech, self.min_silence, self.pad, self.max_len) = (
+            options.frames()
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = 0  # frames seen
+        self.in_speech = False
+        self.start = 0  # first speech frame of the open segment (before padding)
+        self.pad_start = 0  # first frame of the open segment, padding included
+        self.pause_start: int | None = None
+        self.last_end = 0  # end (exclusive, padded) of the last emitted segment
+        self._pending_end: FrameSegment | None = None  # emitted once its end padding is seen
+
+    @property
+    def earliest_needed(self) -> int:
+        """The first frame a later segment may still include (the audio buffer keeps from here)."""
+        if self._pending_end is not None:
+            return self._pending_end.start
+        if self.in_speech:
+            return self.pad_start
+        return max(self.last_end, self.n - self.pad)
+
+    def _close(self, end: int, truncated: bool) -> list[FrameSegment]:
+        """End the open segment at frame ``end`` (exclusive, before padding)."""
+        out: list[FrameSegment] = []
+        keep = end - self.start >= self.min_speech or (truncated and end > self.start)
+        if keep:
+            seg_end = end if truncated else end + self.pad
+            seg = FrameSegment(self.pad_start, seg_end, truncated)
+            if seg_end <= self.n:
+                out.append(seg)
+                self.last_end = seg_end
+            else:
+                self._pending_end = seg  # wait until its end padding has been seen
+        self.in_speech = False
+        self.pause_start = None
+        return out
+
+    def push(self, prob: float) -> list[FrameSegment]:
+        i = self.n
+        self.n += 1
+        out: list[FrameSegment] = []
+        seg = self._pending_end
+        if seg is not None and (prob >= self.on or seg.end <= self.n):
+            # New speech (clip the end padding before it) or the end padding is complete.
+            seg = FrameSegment(seg.start, min(seg.end, i) if prob >= self.on else seg.end)
+            self._pending_end = None
+            self.last_end = seg.end
+            out.append(seg)
+        if not self.in_speech:
+            if prob >= self.on:
+                self.in_speech = True
+                self.start = i
+                self.pad_start = max(self.last_end, i - self.pad)
+                self.pause_start = None
+            return out
+        # In speech.
+        if prob >= self.on:
+            self.pause_start = None
+        elif prob < self.off and self.pause_start is None:
+            self.pause_start = i
+        if self.pause_start is not None and self.n - self.pause_start >= self.min_silence:
+            out += self._close(self.pause_start, truncated=False)
+            return out
+        if self.n - self.pad_start >= self.max_len:
+            cut = self.pause_start if self.pause_start is not None else self.n
+            if cut <= self.pad_start:
+                cut = self.n
+            out += self._close(cut, truncated=True)
+            # Speech goes on: the next segment starts at the cut, with no padding before it.
+            self.in_speech = True
+            self.start = cut
+            self.pad_start = cut
+            self.pause_start = None
+        return out
+
+    def flush(self) -> list[FrameSegment]:
+        """End of stream: close the open segment (padding clipped to what was seen)."""
+        out: list[FrameSegment] = []
+        if self._pending_end is not None:
+            seg = self._pending_end
+            out.append(FrameSegment(seg.start, min(seg.end, self.n), seg.truncated))
+            self._pending_end = None
+        if self.in_speech:
+            end = self.pause_start if self.pause_start is not None else self.n
+            if end - self.start >= self.min_speech:
+                out.append(FrameSegment(self.pad_start, min(end + self.pad, self.n), False))
+            self.in_speech = False
+        if out:
+            self.last_end = out[-1].end
+        return out
+
+
+class SileroVad:
+    """Silero VAD v6 ONNX run with onnxruntime, one thread, streaming state."""
+
+    def __init__(self, model_path: str | Path | None = None, threads: int = 1) -> None:
+        if model_path is None:
+            from mlsan.registry import default_registry
+
+            model_path = default_registry().resolve("vad").path
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 4
+        try:
+            self.session = ort.InferenceSession(
+                str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise VadError(
+                f"cannot load the VAD model {model_path} ({exc}); fix: pass --vad-model with a "
+                "Silero VAD v6 .onnx file"
+            ) from None
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), np.float32)
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._context = np.zeros(CONTEXT, np.float32)
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """(n, 512) float32 consecutive windows -> (n,) speech probabilities."""
+        if len(windows) == 0:
+            return np.zeros(0, np.float32)
+        windows = np.asarray(windows, np.float32).reshape(-1, FRAME)
+        ctx = np.concatenate([self._context[None], windows[:-1, -CONTEXT:]], axis=0)
+        batch = np.concatenate([ctx, windows], axis=1)  # (n, 576)
+        probs, self._h, self._c = self.session.run(
+            None, {"input": batch, "h": self._h, "c": self._c}
+        )
+        self._context = windows[-1, -CONTEXT:].copy()
+        return np.asarray(probs, np.float32).reshape(-1)
+
+
+class StreamingVad:
+    """AudioChunks -> SpeechSegments (see module docstring)."""
+
+    def __init__(self, options: VadOptions = VadOptions(), model: SileroVad | None = None) -> None:
+        self.options = options
+        self.model = model if model is not None else SileroVad()
+        self.machine = VadStateMachine(options)
+        self.reset()
+
+    def reset(self) -> None:
+        self.model.reset()
+        self.machine.reset()
+        self._t0: float | None = None
+        self._pending = np.zeros(0, np.float32)  # samples not yet a whole frame
+        self._audio = np.zeros(0, np.float32)  # kept frames, from frame index `_base`
+        self._base = 0
+        self._next_id = 0
+        self._n_samples = 0  # real samples received (dropped ones count: zeros stand in)
+        self.probs: list[float] = []  # every frame's probability (diagnostics, bench)
+
+    def _segment(self, fs: FrameSegment) -> SpeechSegment:
+        a = (fs.start - self._base) * FRAME
+        # The last frame may be zero padding past the end of the stream: never include it.
+        end_sample = min(fs.end * FRAME, self._n_samples)
+        b = end_sample - self._base * FRAME
+        assert a >= 0, "VAD audio buffer trimmed too early"
+        seg = SpeechSegment(
+            segment_id=self._next_id,
+            t_start=self._t0 + fs.start * FRAME_S,
+            t_end=self._t0 + end_sample / SAMPLE_RATE,
+            samples=self._audio[a:b].copy(),
+            truncated=fs.truncated,
+        )
+        self._next_id += 1
+        return seg
+
+    def _trim(self) -> None:
+        keep_from = self.machine.earliest_needed
+        drop = keep_from - self._base
+        if drop > 0:
+            self._audio = self._audio[drop * FRAME :]
+            self._base = keep_from
+
+    def process(self, chunk: AudioChunk) -> list[SpeechSegment]:
+        if self._t0 is None:
+            self._t0 = chunk.t_start
+        samples = chunk.samples
+        if chunk.dropped_before:
+            samples = np.concatenate([np.zeros(chunk.dropped_before, np.float32), samples])
+        self._n_samples += len(samples)
+        buf = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        n_frames = len(buf) // FRAME
+        self._pending = buf[n_frames * FRAME :].copy()
+        if n_frames == 0:
+            return []
+        frames = buf[: n_frames * FRAME]
+        self._audio = np.concatenate([self._audio, frames])
+        probs = self.model.probabilities(frames.reshape(n_frames, FRAME))
+        self.probs.extend(float(p) for p in probs)
+        out: list[SpeechSegment] = []
+        for p in probs:
+            for fs in self.machine.push(float(p)):
+                out.append(self._segment(fs))
+        self._trim()
+        return out
+
+    def flush(self) -> list[SpeechSegment]:
+        out: list[SpeechSegment] = []
+        if len(self._pending):
+            tail = np.zeros(FRAME, np.float32)
+            tail[: len(self._pending)] = self._pending
+            self._pending = np.zeros(0, np.float32)
+            if self._t0 is not None:
+                self._audio = np.concatenate([self._audio, tail])
+                p = float(self.model.probabilities(tail[None])[0])
+                self.probs.append(p)
+                for fs in self.machine.push(p):
+                    out.append(self._segment(fs))
+        if self._t0 is not None:
+            out += [self._segment(fs) for fs in self.machine.flush()]
+            self._trim()
+        return out

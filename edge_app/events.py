@@ -1,0 +1,133 @@
+"""The event stream: one JSON object per line (JSON Lines), flushed as each is written.
+
+Record types (field ``type``):
+
+``utterance`` (one per utterance, when its emotion is ready)::
+
+    {"type": "utterance", "utterance_id": 3, "t_start": 8.32, "t_end": 10.02,
+     "speaker": "spk1", "speaker_name": "Alice" | null, "text": "...",
+     "emotion": "joy", "confidence": 0.61, "probs": {"neutral": 0.2, "joy": 0.61, ...},
+     "state": "joy", "state_confidence": 0.48,          # rolling per-speaker label (smoothed)
+     "trust": {"voice": 0.3, "face": 0.0, "words": 0.7}, # gate weights; 0 for a masked modality
+     "masked": ["face"], "face_track": 2 | null, "binding_confidence": 0.8,
+     "context": 5, "latency_s": 0.41}
+
+``t_start``/``t_end`` are seconds on the media clock; ``latency_s`` is wall seconds from the
+end of the utterance (its ``t_end`` being due on the wall clock) to its emotion being ready.
+
+``summary`` (one, when the run ends): ``media_s``, ``wall_s``, ``cpu_s``, ``utterances``,
+``drops`` (per queue), ``audio_samples_dropped``, ``stages`` (per-stage latency), ``error``.
+
+``-`` writes to stdout. Writes are serialised by a lock; ``close`` flushes and (for a file)
+closes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mlsan.errors import UserFacingError
+
+
+@dataclass(frozen=True)
+class EmotionEvent:
+    """The emotion of one utterance, as the stage hands it to the sinks."""
+
+    utterance_id: int
+    t_start: float
+    t_end: float
+    speaker: str
+    speaker_name: str | None
+    text: str
+    emotion: str
+    confidence: float
+    probs: tuple[tuple[str, float], ...]  # (label, probability), model order
+    state: str  # smoothed per-speaker label after this utterance
+    state_confidence: float
+    trust: tuple[tuple[str, float], ...]  # (modality, gate weight)
+    masked: tuple[str, ...]  # modalities the model did not get for this utterance
+    face_track: int | None
+    binding_confidence: float
+    context: int  # utterances of dialogue context the model saw (this one included)
+    latency_s: float
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "type": "utterance",
+            "utterance_id": self.utterance_id,
+            "t_start": round(self.t_start, 3),
+            "t_end": round(self.t_end, 3),
+            "speaker": self.speaker,
+            "speaker_name": self.speaker_name,
+            "text": self.text,
+            "emotion": self.emotion,
+            "confidence": _r(self.confidence),
+            "probs": {k: _r(v) for k, v in self.probs},
+            "state": self.state,
+            "state_confidence": _r(self.state_confidence),
+            "trust": {k: _r(v) for k, v in self.trust},
+            "masked": list(self.masked),
+            "face_track": self.face_track,
+            "binding_confidence": _r(self.binding_confidence),
+            "context": self.context,
+            "latency_s": _r(self.latency_s),
+        }
+
+
+def _r(x: float, nd: int = 4) -> float | None:
+    x = float(x)
+    return round(x, nd) if math.isfinite(x) else None
+
+
+class EventWriter:
+    """Writes records as JSON Lines to a file or stdout (``-``), flushing each line."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._lock = threading.Lock()
+        self.count = 0
+        if target == "-":
+            self._fh: IO[str] = sys.stdout
+            self._owned = False
+        else:
+            path = Path(target).expanduser()
+            if path.is_dir():
+                raise UserFacingError(f"--events {target} is a directory; give a file path or '-'")
+            if not path.parent.exists():
+                raise UserFacingError(
+                    f"--events {target}: folder {path.parent} does not exist; create it first"
+                )
+            try:
+                self._fh = path.open("w", encoding="utf-8", buffering=1)
+            except OSError as exc:
+                raise UserFacingError(f"--events {target}: cannot write ({exc.strerror})") from None
+            self._owned = True
+        self._closed = False
+
+    def write(self, record: dict[str, Any] | EmotionEvent) -> None:
+        if isinstance(record, EmotionEvent):
+            record = record.to_record()
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False)
+        with self._lock:
+            if self._closed:
+                return
+            self._fh.write(line + "\n")
+            self._fh.flush()
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._fh.flush()
+            finally:
+                if self._owned:
+                    self._fh.close()

@@ -1,0 +1,255 @@
+"""The README results: full ML-SAN and each ablation, both context modes, several seeds.
+
+``python -m mlsan.ablate --data ../shared/data/meld --seeds 0 1 2 --out runs/ablation.json``
+trains every (variant, mode, seed) on MELD train with early stopping on dev, scores MELD test,
+adds the logistic-regression baseline on the same frozen sentence embeddings (one utterance at a
+time, C chosen on dev), writes all per-run metrics plus mean ± std to JSON as it goes, prints
+markdown tables, and with ``--ship PATH`` saves the full causal model with the best dev score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS: dict[str, list[str]] = {
+    "full": [],
+    "no-film": ["--no-film"],
+    "no-gate": ["--no-gate"],
+    "no-reg": ["--no-reg"],
+    "no-speaker": ["--no-speaker"],
+    "no-context": ["--no-context"],
+    "film-text": ["--film-text"],
+    "speaker-ids": ["--speaker-source", "id"],
+}
+
+
+def logistic_baseline(splits, seed: int = 0) -> dict:
+    """Logistic regression on one utterance's text features; C picked on dev weighted F1."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mlsan.evaluate import compute_metrics
+
+    def xy(split):
+        ds = splits[split]
+        return np.concatenate([d.text for d in ds]), np.concatenate([d.labels for d in ds])
+
+    (xtr, ytr), (xdv, ydv), (xte, yte) = xy("train"), xy("dev"), xy("test")
+    names = None
+    best = None
+    for c in (0.25, 1.0, 4.0):
+        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(xtr, ytr)
+        from sklearn.metrics import f1_score
+
+        dev = 100 * f1_score(ydv, clf.predict(xdv), average="weighted")
+        if best is None or dev > best[0]:
+            best = (dev, c, clf)
+    from mlsan.config import MELD_LABELS
+
+    names = MELD_LABELS
+    out = compute_metrics(yte, best[2].predict(xte), names)
+    out.update(C=best[1], dev_weighted_f1=round(best[0], 2))
+    return out
+
+
+def summarise(runs: list[dict]) -> dict:
+    def ms(values):
+        return {"mean": round(float(np.mean(values)), 2), "std": round(float(np.std(values)), 2)}
+
+    keys = ("weighted_f1", "accuracy", "macro_f1")
+    out = {k: ms([r["test"][k] for r in runs]) for k in keys}
+    out["dev_weighted_f1"] = ms([r["dev_weighted_f1"] for r in runs])
+    out["per_class_f1"] = {
+        name: ms([r["test"]["per_class_f1"][name] for r in runs])
+        for name in runs[0]["test"]["per_class_f1"]
+    }
+    out["seconds_per_epoch"] = ms([r["seconds_per_epoch"] for r in runs])
+    out["seeds"] = [r["seed"] for r in runs]
+    return out
+
+
+def markdown(results: dict) -> str:
+    def cell(stat):
+        return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+    lines = [
+        "| variant | causal dev wF1 | causal test wF1 | causal test acc "
+        "| bidir. dev wF1 | bidir. test wF1 | bidir. test acc |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for variant in results["variants"]:
+        cells = []
+        for mode in ("causal", "bidirectional"):
+            s = results["summary"].get(f"{variant}/{mode}")
+            if s is None:
+                cells += ["-", "-", "-"]
+            else:
+                cells += [cell(s["dev_weighted_f1"]), cell(s["weighted_f1"]), cell(s["accuracy"])]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    for name, base in results.get("baselines", {}).items():
+        lines.append(
+            f"| {name}, one utterance | {base['dev_weighted_f1']:.2f} | {base['weighted_f1']:.2f} "
+            f"| {base['accuracy']:.2f} | | | |"
+        )
+    labels = None
+    rows = []
+    for key, s in results["summary"].items():
+        labels = list(s["per_class_f1"])
+        rows.append(
+            f"| {key} | "
+            + " | ".join(f"{s['per_class_f1'][n]['mean']:.1f}" for n in labels)
+            + f" | {s['macro_f1']['mean']:.1f} |"
+        )
+    for name, base in results.get("baselines", {}).items():
+        rows.append(
+            f"| {name} | "
+            + " | ".join(f"{base['per_class_f1'][n]:.1f}" for n in labels or base["per_class_f1"])
+            + f" | {base['macro_f1']:.1f} |"
+        )
+    if labels:
+        lines += [
+            "",
+            "| per-class F1 (mean over seeds) | " + " | ".join(labels) + " | macro |",
+            "| --- |" + " --- |" * (len(labels) + 1),
+        ] + rows
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from mlsan.checkpoint import save_checkpoint
+    from mlsan.evaluate import compute_metrics, predict
+    from mlsan.train import add_train_arguments, config_from_args, load_splits, train_model
+
+    parser = argparse.ArgumentParser(prog="mlsan-ablate", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--modes", nargs="+", default=["causal", "bidirectional"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--results", default="runs/ablation.json")
+    parser.add_argument("--ship", default=None, help="save the best full causal model here")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--no-baseline", action="store_true")
+    base_parser = argparse.ArgumentParser(add_help=False)
+    add_train_arguments(base_parser)
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="only merge these results JSON files into one table and exit",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.merge:
+        merged: dict = {"variants": [], "runs": [], "summary": {}, "baselines": {}, "commands": []}
+        for path in args.merge:
+            part = json.loads(Path(path).read_text())
+            merged["variants"] += [v for v in part["variants"] if v not in merged["variants"]]
+            merged["runs"] += part["runs"]
+            merged["summary"].update(part["summary"])
+            merged["baselines"].update(part.get("baselines", {}))
+            merged["commands"].append(part["command"])
+            if "shipped" in part:
+                merged["shipped"] = part["shipped"]
+        Path(args.results).write_text(json.dumps(merged, indent=1))
+        table = markdown(merged)
+        Path(args.results).with_suffix(".md").write_text(table + "\n")
+        print(table)
+        return 0
+    torch.set_num_threads(args.threads)
+    common = base_parser.parse_args(rest)
+    results_path = Path(args.results)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results: dict = {
+        "command": "python -m mlsan.ablate " + " ".join(argv or sys.argv[1:]),
+        "variants": args.variants,
+        "runs": [],
+        "summary": {},
+        "baselines": {},
+    }
+    splits = load_splits(common, config_from_args(common))
+    if not args.no_baseline:
+        t0 = time.perf_counter()
+        results["baselines"][f"logreg ({common.text_feature})"] = logistic_baseline(splits)
+        if common.text_feature != "minilm":
+            minimal = base_parser.parse_args(rest + ["--text-feature", "minilm"])
+            plain = load_splits(minimal, config_from_args(minimal))
+            results["baselines"]["logreg (minilm)"] = logistic_baseline(plain)
+        print(
+            f"baselines in {time.perf_counter() - t0:.0f}s: "
+            + json.dumps({k: v["weighted_f1"] for k, v in results["baselines"].items()}),
+            flush=True,
+        )
+    best_ship = None
+    for mode in args.modes:
+        for variant in args.variants:
+            runs = []
+            for seed in args.seeds:
+                vargs = base_parser.parse_args(
+                    rest + VARIANTS[variant] + ["--context", mode, "--seed", str(seed)]
+                )
+                config = config_from_args(vargs)
+                t0 = time.perf_counter()
+                res = train_model(config, splits["train"], splits["dev"])
+                y, p, _ = predict(res.model, splits["test"], res.config, res.speaker_ids)
+                run = {
+                    "variant": variant,
+                    "mode": mode,
+                    "seed": seed,
+                    "dev_weighted_f1": round(res.best_dev_weighted_f1, 2),
+                    "best_epoch": res.best_epoch,
+                    "epochs_run": res.epochs_run,
+                    "seconds_per_epoch": round(res.seconds_per_epoch, 3),
+                    "test": compute_metrics(y, p, config.label_names),
+                }
+                runs.append(run)
+                results["runs"].append(run)
+                print(
+                    f"{variant}/{mode}/seed{seed}: dev {run['dev_weighted_f1']:.2f} test "
+                    f"{run['test']['weighted_f1']:.2f} ({time.perf_counter() - t0:.0f}s)",
+                    flush=True,
+                )
+                if (
+                    args.ship
+                    and variant == "full"
+                    and mode == "causal"
+                    and (best_ship is None or run["dev_weighted_f1"] > best_ship[0])
+                ):
+                    best_ship = (run["dev_weighted_f1"], res, run)
+            results["summary"][f"{variant}/{mode}"] = summarise(runs)
+            results_path.write_text(json.dumps(results, indent=1))
+    if args.ship and best_ship is not None:
+        _, res, run = best_ship
+        meta = {
+            "data": "MELD text annotations (declare-lab/MELD data/MELD CSVs, commit 2d2011b): "
+            "train to fit, dev for early stopping and for picking the seed, test reported",
+            "protocol": f"{res.config.context_mode} context, speaker source "
+            f"{res.config.speaker_source}, text features {res.config.text_feature} "
+            "(frozen all-MiniLM-L6-v2); audio and visual absent (masked) in training",
+            "seed": run["seed"],
+            "best_epoch": run["best_epoch"],
+            "dev_weighted_f1": run["dev_weighted_f1"],
+            "test_metrics": {
+                k: run["test"][k] for k in ("weighted_f1", "accuracy", "macro_f1", "per_class_f1")
+            },
+            "command": results["command"],
+        }
+        digest = save_checkpoint(args.ship, res.model, res.config, meta)
+        Path(args.ship).with_suffix(".json").write_text(
+            json.dumps(meta | {"sha256": digest}, indent=2) + "\n"
+        )
+        results["shipped"] = {"path": args.ship, "sha256": digest, "seed": run["seed"]}
+        results_path.write_text(json.dumps(results, indent=1))
+        print(f"shipped {args.ship} (seed {run['seed']}, sha256 {digest[:16]}…)", flush=True)
+    table = markdown(results)
+    Path(results_path.with_suffix(".md")).write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

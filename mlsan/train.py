@@ -1,0 +1,380 @@
+"""Train ML-SAN: ``mlsan-train`` (``python -m mlsan.train``).
+
+Seeds everything, trains on MELD train with AdamW, evaluates weighted F1 on dev after every
+epoch, keeps the best epoch's weights and stops early after ``patience`` epochs without a
+better dev score. Writes a self-describing checkpoint (``mlsan.checkpoint``) whose meta says
+which data, protocol, seed and metrics produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlsan.checkpoint import save_checkpoint
+from mlsan.config import MLSANConfig
+from mlsan.data import DialogueArrays, make_batch, speaker_id_map
+from mlsan.errors import UserFacingError
+from mlsan.evaluate import compute_metrics, predict
+from mlsan.features import text_dim
+from mlsan.losses import class_weights, classification_loss, speaker_consistency_loss
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The best model (by dev weighted F1) and how training went."""
+
+    model: torch.nn.Module
+    config: MLSANConfig
+    best_dev_weighted_f1: float
+    best_epoch: int
+    epochs_run: int
+    seconds_per_epoch: float
+    speaker_ids: dict[str, int]
+    history: tuple[dict, ...]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _length_bucketed_batches(
+    dialogues: Sequence[DialogueArrays], size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffled batches of dialogues of similar length (less padding), in shuffled order."""
+    lengths = np.array([len(d) for d in dialogues]) + rng.uniform(0, 2, len(dialogues))
+    order = np.argsort(lengths)
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def train_model(
+    config: MLSANConfig,
+    train: Sequence[DialogueArrays],
+    dev: Sequence[DialogueArrays],
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train ``config`` on ``train`` with early stopping on ``dev`` weighted F1."""
+    from mlsan.model import build_model
+
+    seed_everything(config.seed)
+    id_map: dict[str, int] = {}
+    if config.speaker_source == "id":
+        id_map = speaker_id_map(train, min_count=5)
+        config = config.with_(num_speaker_ids=len(id_map) + 1)
+    model = build_model(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    all_labels = np.concatenate([d.labels for d in train])
+    weights = class_weights(all_labels, config.num_classes, config.class_weight_power)
+    ema = None
+    if config.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+    group_map: dict[str, int] = {}
+    row_cache: dict[str, np.ndarray] = {}
+    dev_cache: dict[str, np.ndarray] = {}
+    rng = np.random.default_rng(config.seed)
+    best_f1, best_epoch, best_state = -1.0, 0, None
+    history: list[dict] = []
+    epoch_seconds: list[float] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.max_epochs, desc="mlsan-train", unit="epoch", file=sys.stderr)
+    epoch = 0
+    for epoch in range(1, config.max_epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        total, steps = 0.0, 0
+        for chunk in _length_bucketed_batches(train, config.batch_dialogues, rng):
+            batch = make_batch(
+                [train[i] for i in chunk],
+                config,
+                id_map,
+                group_map,
+                row_cache,
+            )
+            logits, _, latent = model.forward_with_latent(*batch.model_inputs())
+            real = batch.labels >= 0
+            loss = classification_loss(logits[real], batch.labels[real], config, weights)
+            if config.use_reg and config.reg_weight > 0:
+                loss = loss + config.reg_weight * speaker_consistency_loss(
+                    latent[real],
+                    batch.speaker_group[real],
+                    batch.labels[real],
+                    config.reg_temperature,
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            total += float(loss.detach())
+            steps += 1
+        epoch_seconds.append(time.perf_counter() - started)
+        scored = model if ema is None else ema.module
+        y_true, y_pred, _ = predict(scored, dev, config, id_map, row_cache=dev_cache)
+        dev_f1 = compute_metrics(y_true, y_pred, config.label_names)["weighted_f1"]
+        history.append({"epoch": epoch, "loss": total / max(steps, 1), "dev_weighted_f1": dev_f1})
+        if dev_f1 > best_f1:
+            best_f1, best_epoch = dev_f1, epoch
+            best_state = copy.deepcopy(scored.state_dict())
+        if bar is not None:
+            bar.set_postfix(
+                loss=f"{total / max(steps, 1):.3f}",
+                dev_wf1=f"{dev_f1:.2f}",
+                best=f"{best_f1:.2f}@{best_epoch}",
+            )
+            bar.update(1)
+        if log is not None:
+            log(f"epoch {epoch}: loss {total / max(steps, 1):.4f} dev weighted F1 {dev_f1:.2f}")
+        if epoch - best_epoch >= config.patience:
+            break
+    if bar is not None:
+        bar.close()
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model=model,
+        config=config,
+        best_dev_weighted_f1=best_f1,
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        seconds_per_epoch=float(np.mean(epoch_seconds)),
+        speaker_ids=id_map,
+        history=tuple(history),
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> MLSANConfig:
+    """The MLSANConfig that the ablation switches and options describe."""
+    base = MLSANConfig()
+    speaker_source = "none" if args.no_speaker else args.speaker_source
+    tdim = text_dim(args.text_feature)
+    if speaker_source == "history":
+        sdim = tdim + 1 + args.speaker_identity_dim
+    elif speaker_source == "voice":
+        sdim = 256
+    elif speaker_source == "id":
+        sdim = 64
+    else:
+        sdim = base.speaker_dim
+    return base.with_(
+        text_feature=args.text_feature,
+        text_dim=tdim,
+        speaker_source=speaker_source,
+        speaker_identity_dim=args.speaker_identity_dim if speaker_source == "history" else 0,
+        speaker_dim=sdim,
+        context_mode=args.context,
+        use_film=not args.no_film,
+        use_film_text=args.film_text,
+        use_gate=not args.no_gate,
+        use_reg=not args.no_reg,
+        use_speaker=not args.no_speaker,
+        use_context=not args.no_context,
+        loss=args.loss,
+        seed=args.seed,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        hidden=args.hidden,
+        lr=args.lr,
+        reg_weight=args.reg_weight,
+        dropout=args.dropout,
+        context_key_dropout=args.context_key_dropout,
+        ema_decay=args.ema,
+    )
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    d = MLSANConfig()
+    parser.add_argument("--data", default="../shared/data/meld", help="MELD CSV folder")
+    parser.add_argument("--out", default=None, help="checkpoint path to write (.pt)")
+    parser.add_argument(
+        "--features",
+        default=None,
+        help="folder with {train,dev,test}.npz audio/visual feature stores",
+    )
+    parser.add_argument("--cache-dir", default=None, help="text feature cache folder")
+    parser.add_argument("--text-feature", default=d.text_feature, choices=["minilm", "minilm-rich"])
+    parser.add_argument(
+        "--speaker-source", default=d.speaker_source, choices=["history", "id", "voice", "none"]
+    )
+    parser.add_argument(
+        "--speaker-identity-dim",
+        type=int,
+        default=d.speaker_identity_dim,
+        help="history speaker source: append a per-speaker random identity code of this size",
+    )
+    parser.add_argument("--context", default=d.context_mode, choices=["causal", "bidirectional"])
+    parser.add_argument("--no-film", action="store_true", help="ablate input-level FiLM")
+    parser.add_argument("--film-text", action="store_true", help="FiLM also calibrates text")
+    parser.add_argument("--no-gate", action="store_true", help="ablate modality gating")
+    parser.add_argument("--no-reg", action="store_true", help="ablate speaker-consistency loss")
+    parser.add_argument("--no-speaker", action="store_true", help="no speaker information")
+    parser.add_argument("--no-context", action="store_true", help="no dialogue context")
+    parser.add_argument(
+        "--erc-pickle",
+        default=None,
+        help="train/test on an ERC feature pickle (MELD/IEMOCAP *_features_raw.pkl) instead of "
+        "the MELD CSVs; its last 10%% of training dialogues are the dev split",
+    )
+    parser.add_argument("--loss", default=d.loss, choices=["ce", "balanced", "focal"])
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--epochs", type=int, default=d.max_epochs)
+    parser.add_argument("--patience", type=int, default=d.patience)
+    parser.add_argument("--hidden", type=int, default=d.hidden)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--reg-weight", type=float, default=d.reg_weight)
+    parser.add_argument("--dropout", type=float, default=d.dropout)
+    parser.add_argument("--context-key-dropout", type=float, default=d.context_key_dropout)
+    parser.add_argument("--ema", type=float, default=d.ema_decay, help="weight EMA decay (0=off)")
+
+
+def load_splits(args, config, splits=("train", "dev", "test")):
+    """MELD splits as DialogueArrays for ``config`` (text cached; optional feature stores)."""
+    from mlsan.data import load_meld
+    from mlsan.feature_store import read_feature_store
+    from mlsan.features import TextEncoder
+
+    encoder = None
+    out = {}
+    for split in splits:
+        store = None
+        if args.features:
+            path = Path(args.features) / f"{split}.npz"
+            store = read_feature_store(path) if path.is_file() else None
+        if encoder is None:
+            encoder = TextEncoder()
+        out[split] = load_meld(args.data, split, config, encoder, store, args.cache_dir, True)
+    return out
+
+
+def erc_pickle_splits(args, config: MLSANConfig) -> tuple[MLSANConfig, dict]:
+    """Config adapted to the pickle's feature sizes/labels, and its train/dev/test dialogues."""
+    from mlsan.erc_pickle import erc_dialogue_arrays, read_erc_pickle
+
+    data = read_erc_pickle(args.erc_pickle)
+    dims = data.dims()
+    config = config.with_(
+        text_feature=f"erc-pickle:{data.dataset}",
+        text_dim=dims["text"],
+        audio_dim=dims["audio"],
+        visual_dim=max(dims["visual"], 1),
+        label_names=data.label_names,
+        speaker_dim=(
+            dims["text"] + 1 + config.speaker_identity_dim
+            if config.speaker_source == "history"
+            else config.speaker_dim
+        ),
+    )
+    n_dev = max(1, len(data.train_ids) // 10)
+    splits = {
+        "train": erc_dialogue_arrays(data, data.train_ids[:-n_dev]),
+        "dev": erc_dialogue_arrays(data, data.train_ids[-n_dev:]),
+        "test": erc_dialogue_arrays(data, data.test_ids),
+    }
+    return config, splits
+
+
+def run(args: argparse.Namespace) -> dict:
+    config = config_from_args(args)
+    if args.erc_pickle:
+        config, splits = erc_pickle_splits(args, config)
+    else:
+        splits = load_splits(args, config)
+    present = sorted(
+        {
+            m
+            for d in splits["train"]
+            for i, m in enumerate(config.modalities)
+            if d.modality_mask[:, i].any()
+        },
+        key=config.modalities.index,
+    )
+    config = config.with_(trained_modalities=tuple(present))
+    result = train_model(config, splits["train"], splits["dev"], progress=not args.quiet)
+    y_true, y_pred, _ = predict(result.model, splits["test"], result.config, result.speaker_ids)
+    test = compute_metrics(y_true, y_pred, config.label_names)
+    summary = {
+        "config": result.config.to_dict(),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "seconds_per_epoch": round(result.seconds_per_epoch, 3),
+        "dev_weighted_f1": round(result.best_dev_weighted_f1, 2),
+        "test": test,
+    }
+    if args.out:
+        meta = {
+            "data": (
+                f"ERC feature pickle {args.erc_pickle}: its train ids (last 10% as dev), test ids"
+                if args.erc_pickle
+                else "MELD (declare-lab/MELD data/MELD CSVs, commit 2d2011b): train for "
+                "training, dev for early stopping/model selection, test reported"
+            ),
+            "protocol": f"{config.context_mode} context; text features {config.text_feature} "
+            f"(all-MiniLM-L6-v2, frozen); modalities present in training: {present}",
+            "seed": config.seed,
+            "best_epoch": result.best_epoch,
+            "dev_weighted_f1": summary["dev_weighted_f1"],
+            "test_metrics": test,
+            "speaker_ids": result.speaker_ids,
+            "command": "mlsan-train " + " ".join(sys.argv[1:]),
+        }
+        digest = save_checkpoint(args.out, result.model, result.config, meta)
+        summary["checkpoint"] = str(args.out)
+        summary["sha256"] = digest
+        sidecar = Path(args.out).with_suffix(".json")
+        sidecar.write_text(
+            json.dumps(
+                {k: v for k, v in meta.items() if k != "speaker_ids"} | {"sha256": digest}, indent=2
+            )
+            + "\n"
+        )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlsan-train", description=__doc__.splitlines()[0])
+    add_train_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    try:
+        summary = run(args)
+    except UserFacingError as exc:
+        print(f"mlsan-train: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        t = summary["test"]
+        print(
+            f"best epoch {summary['best_epoch']} (dev weighted F1 {summary['dev_weighted_f1']}); "
+            f"test weighted F1 {t['weighted_f1']:.2f}, accuracy {t['accuracy']:.2f} "
+            f"({summary['seconds_per_epoch']} s/epoch)"
+        )
+        if "checkpoint" in summary:
+            print(f"wrote {summary['checkpoint']} (sha256 {summary['sha256'][:16]}…)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

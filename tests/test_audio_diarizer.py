@@ -1,0 +1,206 @@
+"""Online diarizer on crafted embeddings, and the speaker gallery on disk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_app.audio.diarizer import DiarizerOptions, OnlineDiarizer
+from edge_app.audio.gallery import GalleryError, SpeakerGallery
+from edge_app.audio.voice import SegmentVoice, VoiceSpan
+
+DIM = 256
+RNG = np.random.default_rng(1234)
+
+
+def unit(v):
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def voice_like(base: np.ndarray, cos: float, rng=RNG) -> np.ndarray:
+    """A unit vector whose cosine with ``base`` is ``cos`` (a noisy window of that voice)."""
+    noise = rng.standard_normal(DIM)
+    noise -= noise @ base * base
+    return unit(cos * base + np.sqrt(1 - cos**2) * unit(noise))
+
+
+def make_voices(n: int) -> list[np.ndarray]:
+    """n mutually near-orthogonal speaker directions."""
+    return [unit(RNG.standard_normal(DIM)) for _ in range(n)]
+
+
+_next_id = iter(range(10_000))
+
+
+def segment(t0: float, plan: list[tuple[np.ndarray, float]], win=2.0, hop=0.25, cos=0.9):
+    """A SegmentVoice whose windows follow ``plan``: (speaker direction, seconds) in order."""
+    t1 = t0 + sum(s for _, s in plan)
+    edges = np.cumsum([0.0] + [s for _, s in plan]) + t0
+    starts = np.arange(t0, max(t0, t1 - win) + 1e-9, hop) if t1 - t0 > win else np.array([t0])
+    spans = []
+    for a in starts:
+        b = min(t1, a + win)
+        mid = (a + b) / 2
+        k = min(int(np.searchsorted(edges, mid, side="right")) - 1, len(plan) - 1)
+        spans.append(VoiceSpan(float(a), float(b), voice_like(plan[k][0], cos)))
+    emb = unit(np.mean([s.embedding for s in spans], axis=0))
+    return SegmentVoice(next(_next_id), t0, t1, tuple(spans), emb)
+
+
+def speakers_of(turns):
+    return [t.speaker_id for t in turns]
+
+
+def test_enroll_then_reidentify():
+    a, b = make_voices(2)
+    d = OnlineDiarizer()
+    (t1,) = d.process(segment(0.0, [(a, 4.0)]))
+    assert t1.is_new and t1.speaker_id == "spk1"
+    (t2,) = d.process(segment(5.0, [(b, 4.0)]))
+    assert t2.is_new and t2.speaker_id == "spk2"
+    (t3,) = d.process(segment(10.0, [(a, 3.0)]))
+    assert t3.speaker_id == "spk1" and not t3.is_new and t3.similarity > 0.8
+    (t4,) = d.process(segment(14.0, [(b, 3.0)]))
+    assert t4.speaker_id == "spk2" and not t4.is_new
+    assert len(d.speakers()) == 2
+
+
+def test_speaker_change_inside_one_segment_gives_two_turns():
+    a, b = make_voices(2)
+    d = OnlineDiarizer()
+    d.process(segment(0.0, [(a, 4.0)]))
+    d.process(segment(5.0, [(b, 4.0)]))
+    turns = d.process(segment(10.0, [(a, 4.0), (b, 4.0)]))
+    assert speakers_of(turns) == ["spk1", "spk2"]
+    assert abs(turns[0].t_end - 14.0) <= 0.5  # boundary near the true change
+    assert turns[0].t_start == 10.0 and turns[1].t_end == 18.0
+    assert turns[0].t_end == turns[1].t_start
+
+
+def test_no_limit_of_four_speakers():
+    voices = make_voices(7)
+    d = OnlineDiarizer()
+    for i, v in enumerate(voices):
+        d.process(segment(5.0 * i, [(v, 3.0)]))
+    for i, v in enumerate(voices):  # every one is recognised again
+        (t,) = d.process(segment(100.0 + 5.0 * i, [(v, 3.0)]))
+        assert t.speaker_id == f"spk{i + 1}"
+    assert len(d.speakers()) == 7
+
+
+def test_short_new_voice_does_not_enroll_a_phantom():
+    a, b = make_voices(2)
+    d = OnlineDiarizer(DiarizerOptions(min_enroll_s=1.0))
+    d.process(segment(0.0, [(a, 4.0)]))
+    (t,) = d.process(segment(5.0, [(b, 0.6)]))  # 0.6 s of someone new: too little to enroll
+    assert t.speaker_id == "spk1" and not t.is_new
+    assert len(d.speakers()) == 1
+
+
+def test_two_established_close_voices_are_never_merged(tmp_path):
+    # Two people whose voices are close (centroid cosine 0.8, above cluster_threshold 0.75, so
+    # their windows fall in one cluster): once both are established they stay two, each keeps
+    # being recognised, and neither centroid is dragged onto the other.
+    from edge_app.audio.gallery import GallerySpeaker
+
+    a = unit(RNG.standard_normal(DIM))
+    b = voice_like(a, 0.8)
+    path = tmp_path / "g.json"
+    SpeakerGallery(path).save(
+        [GallerySpeaker("spk1", None, a, 1, 20.0), GallerySpeaker("spk2", None, b, 1, 20.0)]
+    )
+    d = OnlineDiarizer(DiarizerOptions(established_s=8.0), SpeakerGallery(path))
+    for i in range(6):
+        (ta,) = d.process(segment(10.0 * i, [(a, 3.0)], cos=0.97))
+        (tb,) = d.process(segment(10.0 * i + 5, [(b, 3.0)], cos=0.97))
+        assert (ta.speaker_id, tb.speaker_id) == ("spk1", "spk2")
+    cents = {s.speaker_id: s.centroid for s in d.speakers()}
+    assert set(cents) == {"spk1", "spk2"}
+    assert float(cents["spk1"] @ cents["spk2"]) < 0.85
+    assert float(cents["spk1"] @ a) > 0.95 and float(cents["spk2"] @ b) > 0.95
+
+
+def test_young_split_is_repaired():
+    # A person's voice first heard in an odd way (cos 0.68 to their usual voice, below
+    # new_threshold) enrolls a second id; when later speech bridges the two, the young
+    # duplicate is merged into the older speaker and its id becomes an alias.
+    a = make_voices(1)[0]
+    odd = voice_like(a, 0.68)
+    d = OnlineDiarizer()
+    assert speakers_of(d.process(segment(0.0, [(a, 6.0)], cos=0.98))) == ["spk1"]
+    (t,) = d.process(segment(7.0, [(odd, 2.0)], cos=0.98))
+    assert t.speaker_id == "spk2" and t.is_new
+    (t,) = d.process(segment(10.0, [(unit(a + odd), 4.0)], cos=0.98))
+    assert t.speaker_id == "spk1"
+    assert d.resolve("spk2") == "spk1"
+    assert [s.speaker_id for s in d.speakers()] == ["spk1"]
+
+
+def test_gallery_round_trip_recognises_and_keeps_names(tmp_path):
+    a, b = make_voices(2)
+    path = tmp_path / "speakers.json"
+    d = OnlineDiarizer(gallery=SpeakerGallery(path))
+    d.process(segment(0.0, [(a, 4.0)]))
+    d.process(segment(5.0, [(b, 4.0)]))
+    d.rename("spk2", "Alice")
+    d.save()
+    text = path.read_text()
+    data = json.loads(text)
+    assert [s["id"] for s in data["speakers"]] == ["spk1", "spk2"]
+    assert set(data["speakers"][0]) == {"id", "name", "centroid", "count", "seconds"}  # no audio
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temp file
+
+    d2 = OnlineDiarizer(gallery=SpeakerGallery(path))
+    (t,) = d2.process(segment(0.0, [(b, 3.0)]))
+    assert t.speaker_id == "spk2" and t.name == "Alice" and not t.is_new
+    (t,) = d2.process(segment(4.0, [(a, 3.0)]))
+    assert t.speaker_id == "spk1"
+    c = make_voices(1)[0]
+    (t,) = d2.process(segment(8.0, [(c, 3.0)]))
+    assert t.speaker_id == "spk3" and t.is_new  # numbering continues after the gallery's
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b'{"format": "something else"}',
+        b"\xff\xfe\x00",
+        b'{"format": "mlsan-live '
+        b'speaker gallery", "version": 1, "embedding_dim": 4, "speakers": [{"id": "x", '
+        b'"centroid": [1, 2]}]}',
+    ],
+)
+def test_corrupt_gallery_is_a_clear_error_and_never_overwritten(tmp_path, content):
+    path = tmp_path / "speakers.json"
+    path.write_bytes(content)
+    with pytest.raises(GalleryError) as err:
+        OnlineDiarizer(gallery=SpeakerGallery(path))
+    msg = str(err.value)
+    assert str(path) in msg and "untouched" in msg and "\n" not in msg
+    # Saving over it is refused too, and the bytes stay exactly as they were.
+    d = OnlineDiarizer()
+    d.process(segment(0.0, [(make_voices(1)[0], 3.0)]))
+    d.gallery = SpeakerGallery(path)
+    with pytest.raises(GalleryError):
+        d.save()
+    assert path.read_bytes() == content
+
+
+def test_rename_unknown_speaker_is_a_clear_error():
+    from mlsan.errors import UserFacingError
+
+    d = OnlineDiarizer()
+    with pytest.raises(UserFacingError, match="no speaker"):
+        d.rename("spk9", "Bob")
+
+
+def test_unwritable_gallery_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the gallery's folder should be")
+    d = OnlineDiarizer(gallery=SpeakerGallery(blocker / "g.json"))
+    d.process(segment(0.0, [(make_voices(1)[0], 3.0)]))
+    with pytest.raises(GalleryError, match="cannot write"):
+        d.save()

@@ -1,0 +1,161 @@
+"""VAD state machine on crafted probability sequences, and the streaming wrapper on real audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_app.audio.vad import FRAME, FrameSegment, VadError, VadOptions, VadStateMachine
+from edge_app.messages import SAMPLE_RATE, AudioChunk
+
+F = FRAME / SAMPLE_RATE  # 32 ms
+
+
+def frames(s: float) -> int:
+    return int(round(s / F))
+
+
+def run(probs, **kw) -> list[FrameSegment]:
+    sm = VadStateMachine(VadOptions(**kw))
+    out = []
+    for p in probs:
+        out += sm.push(float(p))
+    return out + sm.flush()
+
+
+def seq(*parts: tuple[float, float]) -> list[float]:
+    """(probability, seconds) runs -> per-frame probabilities."""
+    out: list[float] = []
+    for p, s in parts:
+        out += [p] * frames(s)
+    return out
+
+
+OPTS = dict(threshold=0.5, neg_threshold=0.35, min_speech_s=0.25, min_silence_s=0.3, pad_s=0.1)
+
+
+def test_silence_gives_nothing():
+    assert run([0.0] * 500, **OPTS) == []
+    assert run([0.34] * 500, **OPTS) == []  # below threshold never starts speech
+
+
+def test_one_utterance_with_padding():
+    probs = seq((0.0, 1.0), (0.9, 2.0), (0.0, 1.0))
+    (seg,) = run(probs, **OPTS)
+    start, end = frames(1.0), frames(1.0) + frames(2.0)
+    assert seg.start == start - frames(0.1)
+    assert seg.end == end + frames(0.1)
+    assert not seg.truncated
+
+
+def test_too_short_speech_is_dropped():
+    assert run(seq((0.0, 1.0), (0.9, 0.16), (0.0, 1.0)), **OPTS) == []
+
+
+def test_short_pause_does_not_split_long_pause_does():
+    short = seq((0.9, 1.0), (0.0, 0.2), (0.9, 1.0), (0.0, 1.0))
+    assert len(run(short, **OPTS)) == 1
+    long = seq((0.9, 1.0), (0.0, 0.5), (0.9, 1.0), (0.0, 1.0))
+    a, b = run(long, **OPTS)
+    assert a.end <= b.start  # ordered, never overlapping (padding is clipped)
+
+
+def test_hysteresis_between_thresholds_neither_starts_nor_ends():
+    # 0.4 is between neg_threshold (0.35) and threshold (0.5): inside speech it keeps the
+    # segment going however long it lasts; from silence it starts nothing.
+    probs = seq((0.9, 1.0), (0.4, 2.0), (0.9, 0.5), (0.0, 1.0))
+    (seg,) = run(probs, **OPTS)
+    assert seg.end >= frames(3.5)
+    assert run(seq((0.4, 3.0)), **OPTS) == []
+
+
+def test_pause_is_cancelled_by_speech_not_by_middle_values():
+    # Pause starts (0.1), a middle value (0.4) does not cancel it: the segment ends.
+    probs = seq((0.9, 1.0), (0.1, 0.1), (0.4, 0.3), (0.0, 1.0))
+    (seg,) = run(probs, **OPTS)
+    assert seg.end == frames(1.0) + frames(0.1)
+
+
+def test_max_segment_cut_is_contiguous_and_marked():
+    probs = seq((0.0, 0.5), (0.9, 7.0), (0.0, 1.0))
+    segs = run(probs, **OPTS, max_segment_s=3.0)
+    assert len(segs) == 3
+    assert [s.truncated for s in segs] == [True, True, False]
+    assert segs[0].end == segs[1].start and segs[1].end == segs[2].start
+    assert all(s.end - s.start <= frames(3.0) for s in segs)
+
+
+def test_flush_closes_open_segment():
+    (seg,) = run(seq((0.0, 0.5), (0.9, 1.0)), **OPTS)
+    assert seg.end == frames(1.5)
+
+
+def test_end_padding_longer_than_min_silence_waits_and_is_clipped_by_new_speech():
+    kw = dict(OPTS, pad_s=0.5, min_silence_s=0.2)
+    probs = seq((0.9, 1.0), (0.0, 0.3), (0.9, 1.0), (0.0, 2.0))
+    a, b = run(probs, **kw)
+    assert a.end <= b.start
+
+
+def test_bad_options_are_one_line_errors():
+    with pytest.raises(VadError, match="neg_threshold"):
+        VadStateMachine(VadOptions(threshold=0.3, neg_threshold=0.6))
+    with pytest.raises(VadError, match="max_segment_s"):
+        VadStateMachine(VadOptions(max_segment_s=0.5))
+
+
+# ------------------------------------------------------------------ real model
+
+
+@pytest.fixture(scope="module")
+def silero():
+    from edge_app.audio.vad import SileroVad
+
+    return SileroVad()
+
+
+def test_real_silence_and_noise_give_no_segments(silero):
+    from edge_app.audio.vad import StreamingVad
+
+    vad = StreamingVad(VadOptions(), silero)
+    rng = np.random.default_rng(0)
+    quiet = np.concatenate(
+        [np.zeros(SAMPLE_RATE * 2), 0.003 * rng.standard_normal(SAMPLE_RATE * 3)]
+    )
+    out = []
+    for i in range(0, len(quiet), 800):
+        out += vad.process(AudioChunk(i / SAMPLE_RATE, quiet[i : i + 800].astype(np.float32)))
+    assert out + vad.flush() == []
+
+
+def test_chunk_size_does_not_change_segments(silero, shared_data):
+    from edge_app.audio.sources import load_audio
+    from edge_app.audio.vad import StreamingVad
+
+    audio = load_audio(shared_data / "diarization" / "sample.wav")[: SAMPLE_RATE * 15]
+
+    def segments(chunk: int):
+        vad = StreamingVad(VadOptions(), silero)
+        out = []
+        for i in range(0, len(audio), chunk):
+            out += vad.process(AudioChunk(i / SAMPLE_RATE, audio[i : i + chunk]))
+        return [(s.t_start, s.t_end, len(s.samples)) for s in out + vad.flush()]
+
+    a, b = segments(512), segments(1337)
+    assert a and a == b
+
+
+def test_dropped_samples_keep_the_timeline(silero, shared_data):
+    from edge_app.audio.sources import load_audio
+    from edge_app.audio.vad import StreamingVad
+
+    audio = load_audio(shared_data / "diarization" / "sample.wav")[: SAMPLE_RATE * 12]
+    vad = StreamingVad(VadOptions(), silero)
+    gap = SAMPLE_RATE  # one second lost before the chunk that starts at 6 s
+    out = vad.process(AudioChunk(0.0, audio[: 5 * SAMPLE_RATE]))
+    out += vad.process(AudioChunk(6.0, audio[6 * SAMPLE_RATE :], dropped_before=gap))
+    out += vad.flush()
+    assert out
+    for s in out:
+        assert abs(len(s.samples) / SAMPLE_RATE - (s.t_end - s.t_start)) < 1e-6
+        assert s.t_end <= 12.0 + 1e-6

@@ -1,0 +1,266 @@
+"""The runtime's threads, bounded queues, overflow policies, failure handling and shutdown.
+
+Stages here are small real computations (RMS energy of real audio chunks); the source is the
+real file replay of ../shared/data/diarization/sample.wav.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edge_app.audio.sources import FileAudioSource
+from edge_app.clock import MediaClock
+from edge_app.messages import AudioChunk
+from edge_app.runtime import END, Overflow, Runtime, StageFailure, StageQueue
+from edge_app.ui import HeaderInfo, TerminalUI, UiSnapshot, render
+
+
+class Energy:
+    """chunk -> (t_start, rms); flush emits a final marker so we can see it ran."""
+
+    def __init__(self, delay_s: float = 0.0, slow_items: int = 0) -> None:
+        self.delay_s, self.slow_items = delay_s, slow_items
+        self.flushed = False
+        self.n = 0
+
+    def process(self, chunk: AudioChunk):
+        self.n += 1
+        if self.n <= self.slow_items:
+            # Simulated slow model: blocks like a busy stage would (a real wait on an Event).
+            threading.Event().wait(self.delay_s)
+        return [(chunk.t_start, float(np.sqrt(np.mean(chunk.samples**2))), len(chunk.samples))]
+
+    def flush(self):
+        self.flushed = True
+        return [("flush", 0.0, 0)]
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.items: list = []
+        self.flushed = False
+
+    def process(self, item):
+        self.items.append(item)
+        return ()
+
+    def flush(self):
+        self.flushed = True
+        return ()
+
+
+class Boom:
+    def __init__(self, after: int) -> None:
+        self.after, self.n = after, 0
+
+    def process(self, item):
+        self.n += 1
+        if self.n > self.after:
+            raise RuntimeError("model exploded")
+        return [item]
+
+    def flush(self):
+        return ()
+
+
+@pytest.fixture()
+def wav(shared_data):
+    return shared_data / "diarization" / "sample.wav"
+
+
+def test_queue_policies_count_drops():
+    stop = threading.Event()
+    q = StageQueue("video", 2, Overflow.DROP_OLDEST)
+    for i in range(5):
+        q.put(i, stop)
+    assert [q.get(0.1), q.get(0.1)] == [3, 4] and q.stats().dropped == 3
+    a = StageQueue(
+        "audio",
+        1,
+        Overflow.DROP_NEWEST,
+        put_timeout_s=0.05,
+        units_of=lambda x: len(x),
+        units="samples",
+    )
+    assert a.put(np.zeros(512), stop)
+    t = time.monotonic()
+    assert not a.put(np.zeros(512), stop)  # waited ~put_timeout_s, then dropped and counted
+    assert 0.04 <= time.monotonic() - t < 1.0
+    s = a.stats()
+    assert (s.dropped, s.dropped_units, s.units, s.high_water) == (1, 512, "samples", 1)
+    b = StageQueue("seg", 1, Overflow.BLOCK)
+    b.put("x", stop)
+    stop.set()
+    assert not b.put("y", stop)  # a blocked put gives up when the run stops
+    assert b.stats().dropped == 0
+
+
+def test_end_marker_waits_for_every_producer():
+    stop = threading.Event()
+    q = StageQueue("merge", 8, Overflow.BLOCK, producers=2)
+    q.put("a", stop)
+    q.put(END, stop)
+    q.put("b", stop)
+    assert q.get(0.1) == "a" and q.get(0.1) == "b"
+    with pytest.raises(queue.Empty):
+        q.get(0.05)
+    q.put(END, stop)
+    assert q.get(0.1) is END
+
+
+def test_drop_oldest_never_discards_end():
+    stop = threading.Event()
+    q = StageQueue("video", 1, Overflow.DROP_OLDEST)
+    q.put("f1", stop)
+    q.put(END, stop)  # makes room by dropping f1
+    q.put("f2", stop)  # END stays; the late frame is dropped
+    assert q.get(0.1) is END and q.stats().dropped == 2
+
+
+def test_file_replay_runs_to_the_end_losslessly(wav):
+    clock = MediaClock(realtime=False)
+    src = FileAudioSource(wav, clock)
+    rt = Runtime()
+    audio = rt.queue("audio", 32, Overflow.BLOCK)
+    feats = rt.queue("energy", 32, Overflow.BLOCK)
+    energy, sink = Energy(), Collect()
+    rt.add_source("audio-file", src.chunks, [audio])
+    rt.add_stage("energy", energy, audio, [feats])
+    rt.add_stage("sink", sink, feats)
+    hooks: list[str] = []
+    rt.on_stop("events", lambda: hooks.append("flushed"))
+    t0 = time.monotonic()
+    rt.run()
+    assert time.monotonic() - t0 < 20
+    assert energy.flushed and sink.flushed and hooks == ["flushed"]
+    assert sink.items[-1][0] == "flush"
+    times = [it[0] for it in sink.items[:-1]]
+    assert times == sorted(times)
+    n = sum(it[2] for it in sink.items[:-1])
+    assert n == 30 * 16000  # every sample of the 30 s file went through, none dropped
+    stats = rt.stats()
+    assert stats.stage("energy").items == len(times)
+    assert stats.stage("energy").latency_median_ms is not None
+    assert all(q.dropped == 0 for q in stats.queues)
+    assert rt.unstopped == ()
+
+
+def test_slow_stage_makes_live_audio_drop_counted(wav):
+    clock = MediaClock(realtime=False)  # source far faster than the stage: like a live overrun
+    src = FileAudioSource(wav, clock)
+    rt = Runtime()
+    audio = rt.queue(
+        "audio",
+        4,
+        Overflow.DROP_NEWEST,
+        put_timeout_s=0.01,
+        units_of=lambda c: len(c.samples),
+        units="samples",
+    )
+    sink = Collect()
+    rt.add_source("audio-file", src.chunks, [audio])
+    rt.add_stage(
+        "energy",
+        Energy(delay_s=0.05, slow_items=20),
+        audio,
+        [q := rt.queue("e", 4, Overflow.BLOCK)],
+    )
+    rt.add_stage("sink", sink, q)
+    rt.run()
+    st = rt.stats().queue("audio")
+    assert st.dropped > 0 and st.dropped_units == st.dropped * 512
+    delivered = sum(it[2] for it in sink.items if it[0] != "flush")
+    assert delivered + st.dropped_units == 30 * 16000  # every sample is delivered or counted
+
+
+def test_failing_stage_is_named_and_stops_everything_quickly(wav):
+    clock = MediaClock(realtime=True)  # a 30 s real-time replay that must not run to its end
+    src = FileAudioSource(wav, clock)
+    rt = Runtime(stop_timeout_s=2.0)
+    audio = rt.queue("audio", 16, Overflow.DROP_NEWEST)
+    mid = rt.queue("mid", 16, Overflow.BLOCK)
+    hooks: list[str] = []
+    rt.on_stop("gallery", lambda: hooks.append("saved"))
+    rt.add_source("audio-file", src.chunks, [audio])
+    rt.add_stage("asr", Boom(after=5), audio, [mid])
+    rt.add_stage("sink", Collect(), mid)
+    t0 = time.monotonic()
+    with pytest.raises(StageFailure, match=r"stage 'asr' failed: RuntimeError: model exploded"):
+        rt.run()
+    assert time.monotonic() - t0 < 3.0
+    assert rt.unstopped == () and hooks == ["saved"]
+
+
+def test_stop_from_another_thread_ends_within_two_seconds(wav):
+    clock = MediaClock(realtime=True)
+    src = FileAudioSource(wav, clock)
+    rt = Runtime(stop_timeout_s=2.0)
+    audio = rt.queue("audio", 16, Overflow.DROP_NEWEST)
+    sink = Collect()
+    rt.add_source("audio-file", src.chunks, [audio])
+    rt.add_stage("sink", sink, audio)
+    threading.Timer(0.5, rt.stop).start()
+    t0 = time.monotonic()
+    rt.run()
+    assert time.monotonic() - t0 < 0.5 + 2.0
+    assert rt.unstopped == ()
+    assert 0 < len(sink.items) < 30 * 16000 / 512
+
+
+def test_ui_refreshes_from_snapshots_while_pipeline_runs(wav):
+    import io
+
+    from rich.console import Console
+
+    from edge_app.states import SpeakerStates
+
+    labels = ("neutral", "joy", "anger")
+    states = SpeakerStates()
+    clock = MediaClock(realtime=False)
+    rt = Runtime()
+    audio = rt.queue("audio", 8, Overflow.BLOCK)
+
+    class ToStates:
+        def process(self, chunk):
+            p = np.array([0.2, 0.7, 0.1]) if chunk.index % 2 else np.array([0.6, 0.3, 0.1])
+            states.update(f"spk{chunk.index % 2 + 1}", chunk.t_end, p, labels, text="words")
+            return ()
+
+        def flush(self):
+            return ()
+
+    rt.add_source("audio-file", FileAudioSource(wav, clock).chunks, [audio])
+    rt.add_stage("emotion", ToStates(), audio)
+
+    def snap() -> UiSnapshot:
+        return UiSnapshot(
+            header=HeaderInfo("audio: sample.wav", "torch", "test"),
+            speakers=states.snapshot(),
+            stats=rt.stats(),
+            media_t=0.0,
+            video_fps=None,
+            faces_in_view=None,
+            latency_p50_s=None,
+            latency_p95_s=None,
+            utterances=0,
+            audio_dropped_s=0.0,
+            status="running",
+        )
+
+    out = io.StringIO()
+    ui = TerminalUI(snap, refresh_hz=20, console=Console(file=out, width=120, force_terminal=True))
+    ui.start()
+    rt.run()
+    threading.Event().wait(0.3)
+    ui.stop()
+    assert ui.error is None and ui.frames >= 1
+    text = Console(width=120, file=io.StringIO(), record=True)
+    text.print(render(snap()))
+    screen = text.export_text()
+    assert "spk1" in screen and "spk2" in screen and "JOY" in screen and "words" in screen
+    assert "latency" in screen and "emotion" in screen
