@@ -16,7 +16,7 @@ from edge_app.commands import diarize as diarize_command
 from edge_app.commands import extract_meld as extract_meld_command
 from edge_app.commands import faces as faces_command
 from edge_app.commands import models as models_command
-from mlsan.errors import UserFacingError
+from mlsan.errors import run_guarded
 
 # Each module: NAME, HELP, add_arguments(parser), run(args) -> int.
 COMMANDS: tuple[ModuleType, ...] = (
@@ -57,17 +57,6 @@ def build_live_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_guarded(func, args: argparse.Namespace) -> int:
-    try:
-        return int(func(args) or 0)
-    except UserFacingError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     by_name = {cmd.NAME: cmd for cmd in COMMANDS}
@@ -75,11 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd = by_name[argv[0]]
         parser = OneLineArgumentParser(prog=f"{PROG} {cmd.NAME}", description=cmd.HELP)
         cmd.add_arguments(parser)
-        return _run_guarded(cmd.run, parser.parse_args(argv[1:]))
+        cmd_args = parser.parse_args(argv[1:])
+        return run_guarded(PROG, lambda: cmd.run(cmd_args))
     from edge_app import live
 
     args = build_live_parser().parse_args(argv)
-    return _run_guarded(live.run, args)
+    return run_guarded(PROG, lambda: live.run(args))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="lead in smoothed probability a new label needs (default 0.08)",
     )
     emo.add_argument(
+        "--max-segment",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="cut longer stretches of speech here (lower: less latency for a turn that ends "
+        "inside one; the diarizer needs ~10 s to split overlapping voices; default 10)",
+    )
+    emo.add_argument(
         "--context",
         type=int,
         default=16,

@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engines.versions import release3
+from mlsan.paths import user_cache_dir
 
 ENGINE_CACHE_ENV = "MLSAN_ENGINE_CACHE"
 
 
 def default_engine_cache() -> Path:
     """$MLSAN_ENGINE_CACHE, else $XDG_CACHE_HOME/mlsan-live/engines (~/.cache/...)."""
-    explicit = os.environ.get(ENGINE_CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "mlsan-live" / "engines"
+    return user_cache_dir("engines", ENGINE_CACHE_ENV)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlsan.errors import UserFacingError
+from mlsan.errors import UserFacingError, run_guarded
 
 PROG = "mlsan-engine"
 DEFAULT_DATA = "../shared/data/meld"
@@ -326,14 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("onnxruntime", "sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        return COMMANDS[args.command](args)
-    except UserFacingError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded(PROG, lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

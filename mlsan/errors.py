@@ -7,6 +7,9 @@ from :class:`UserFacingError` so the CLI handles them the same way.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class UserFacingError(Exception):
     """An error whose message is one line: what went wrong, then how to fix it."""
@@ -28,3 +31,16 @@ class ModelChecksumError(UserFacingError):
 
 class CheckpointError(UserFacingError):
     """A checkpoint file is missing, corrupt, or not an ML-SAN checkpoint."""
+
+
+def run_guarded(prog: str, func: Callable[[], int | None]) -> int:
+    """Run a CLI's work: a UserFacingError becomes one ``prog: error: ...`` line and its exit code;
+    Ctrl-C becomes exit 130."""
+    try:
+        return int(func() or 0)
+    except UserFacingError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mlsan.errors import UserFacingError
+from mlsan.paths import user_cache_dir
 
 TEXT_KINDS: dict[str, int] = {"minilm": 384, "minilm-rich": 768}
 _LAYERS = 7  # embeddings + 6 transformer layers of MiniLM-L6
@@ -34,11 +35,7 @@ class FeatureError(UserFacingError):
 
 
 def default_feature_cache() -> Path:
-    explicit = os.environ.get("MLSAN_FEATURE_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "mlsan-live" / "features"
+    return user_cache_dir("features", "MLSAN_FEATURE_CACHE")
 
 
 def text_dim(kind: str) -> int:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlsan.errors import ModelChecksumError, ModelNotFoundError
+from mlsan.paths import user_cache_dir
 
 SOURCE_EXPLICIT = "explicit"
 SOURCE_CACHE = "cache"
@@ -135,11 +136,7 @@ _SKIP_NAMES = {"__pycache__", ".gitattributes", ".DS_Store"}
 
 def default_cache_dir() -> Path:
     """The user cache for models: $MLSAN_CACHE_DIR, else $XDG_CACHE_HOME/mlsan-live/models."""
-    explicit = os.environ.get("MLSAN_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "mlsan-live" / "models"
+    return user_cache_dir("models", "MLSAN_CACHE_DIR")
 
 
 def env_var_for(name: str) -> str:
