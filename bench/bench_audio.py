@@ -101,6 +101,8 @@ def sensitivity(path: Path, rttm: Path, stages: AudioStages) -> list[dict]:
         ("min_turn_s", 0.5, "diarizer"),
         ("threshold", 0.35, "vad"),
         ("min_silence_s", 0.2, "vad"),
+        ("max_segment_s", 15.0, "vad"),
+        ("max_segment_s", 8.0, "vad"),
     ]
     for name, value, part in variants:
         opts = replace(base, **{part: replace(getattr(base, part), **{name: value})})

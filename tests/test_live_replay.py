@@ -53,6 +53,12 @@ def _records(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def _complete_records(path: Path) -> list[dict]:
+    """Records of a file another process is still appending to (complete lines only)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return _records(text[: text.rfind("\n") + 1])
+
+
 def test_headless_events_on_stdout(wav, checkpoint, labels, tmp_path):
     gallery = tmp_path / "speakers.json"
     proc = subprocess.run(
@@ -109,8 +115,10 @@ def test_terminal_ui_under_tmux_then_ctrl_c(wav, checkpoint, labels, tmp_path):
     events = tmp_path / "events.jsonl"
     gallery = tmp_path / "speakers.json"
     session = f"mlsan-test-{os.getpid()}"
+    # The installed console script, as a user types it (the module if it is not installed).
+    exe = shutil.which("mlsan-live") or f"{sys.executable} -m edge_app.cli"
     cmd = (
-        f"cd {REPO} && {sys.executable} -m edge_app.cli --audio {wav} --events {events} "
+        f"cd {REPO} && {exe} --audio {wav} --events {events} "
         f"--gallery {gallery} --backend onnxruntime; echo EXIT=$?; sleep 120"
     )
     subprocess.run(
@@ -119,17 +127,21 @@ def test_terminal_ui_under_tmux_then_ctrl_c(wav, checkpoint, labels, tmp_path):
     try:
         # Replayed in real time: wait for two utterances' emotions, then read the screen.
         def two_events():
-            if not events.exists():
-                return None
-            recs = [r for r in _records(events.read_text()) if r["type"] == "utterance"]
+            recs = [r for r in _complete_records(events) if r["type"] == "utterance"]
             return recs if len(recs) >= 2 else None
 
         recs = _wait_for(two_events, timeout=60)
         assert recs, _pane(session)
-        screen = _wait_for(lambda: (s := _pane(session)) and recs[0]["speaker"] in s and s, 3)
+        speakers = {r["speaker"] for r in recs}
+
+        def all_speakers_shown():
+            pane = _pane(session)
+            return pane if all(spk in pane for spk in speakers) else None
+
+        screen = _wait_for(all_speakers_shown, 3)  # the UI redraws as each emotion is ready
+        assert screen, (speakers, _pane(session))  # a panel per speaker
         assert "mlsan-live" in screen and "backend" in screen
-        assert recs[0]["speaker"] in screen  # the speaker's panel
-        recs = [r for r in _records(events.read_text()) if r["type"] == "utterance"]
+        recs = [r for r in _complete_records(events) if r["type"] == "utterance"]
         last_words = {r["text"].split()[-1].strip(".,!?\"'") for r in recs}
         assert any(w in screen for w in last_words), (last_words, screen)  # their last words
         assert any(lab.upper() in screen for lab in labels)  # the current emotion

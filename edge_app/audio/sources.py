@@ -30,8 +30,6 @@ API (both sources)::
 
 from __future__ import annotations
 
-import contextlib
-import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -42,6 +40,7 @@ import numpy as np
 
 from edge_app.clock import MediaClock
 from edge_app.messages import SAMPLE_RATE, AudioChunk
+from edge_app.native_stderr import quiet_native_stderr
 from mlsan.errors import UserFacingError
 
 CHUNK_SAMPLES = 512  # 32 ms: one Silero VAD window at 16 kHz
@@ -81,26 +80,8 @@ def _pyaudio():
     return pyaudio
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Silence ALSA/JACK's probing chatter on fd 2 while PortAudio initialises."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _new_pyaudio(pyaudio):
-    with _quiet_native_stderr():
+    with quiet_native_stderr():
         return pyaudio.PyAudio()
 
 

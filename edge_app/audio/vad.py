@@ -52,7 +52,7 @@ class VadOptions:
     min_speech_s: float = 0.25  # shorter speech is dropped
     min_silence_s: float = 0.3  # a pause this long ends a segment
     pad_s: float = 0.1  # added before and after each segment
-    max_segment_s: float = 15.0  # long monologues are cut here (bounds latency)
+    max_segment_s: float = 10.0  # long monologues are cut here (bounds latency; as the live app)
 
     def frames(self) -> tuple[float, float, int, int, int, int]:
         off = self.neg_threshold if self.neg_threshold is not None else self.threshold - 0.15

@@ -10,9 +10,7 @@ it is busy (``detect`` then returns None: "not looked at", not "no face").
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.messages import VideoFrame
+from edge_app.native_stderr import quiet_native_stderr
 from mlsan.errors import UserFacingError
 
 RUNNING_MODES = ("video", "live_stream")
@@ -43,30 +42,6 @@ N_BLENDSHAPES = len(BLENDSHAPE_NAMES)  # 52
 # Face-mesh landmark indices used for the mouth opening (inner lips) and the face height.
 _UPPER_INNER_LIP, _LOWER_INNER_LIP = 13, 14
 _FOREHEAD_TOP, _CHIN = 10, 152
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr(enabled: bool = True):
-    """Hide MediaPipe's C++ start-up chatter (glog/TFLite lines on fd 2) while it builds its graph.
-
-    Used only around graph creation and the first frame; errors still raise as exceptions.
-    """
-    if not enabled:
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class FaceModelError(UserFacingError):
@@ -191,7 +166,7 @@ class FaceLandmarker:
             result_callback=self._on_result if live else None,
         )
         try:
-            with _quiet_native_stderr(self.options.quiet_startup):
+            with quiet_native_stderr(self.options.quiet_startup):
                 self._landmarker = vision.FaceLandmarker.create_from_options(mp_options)
         except (RuntimeError, ValueError) as exc:
             raise FaceModelError(
@@ -233,10 +208,10 @@ class FaceLandmarker:
         # The first frame starts the inference graph, which logs natively too.
         quiet = self.options.quiet_startup and self.frames_in == 1
         if self.options.running_mode == "video":
-            with _quiet_native_stderr(quiet):
+            with quiet_native_stderr(quiet):
                 result = self._landmarker.detect_for_video(mp_image, ts)
         else:
-            with _quiet_native_stderr(quiet):
+            with quiet_native_stderr(quiet):
                 self._landmarker.detect_async(mp_image, ts)
             with self._cond:
                 got = self._cond.wait_for(
