@@ -14,12 +14,13 @@ Threads and queues (policy when full)::
 
 The UI thread (``edge_app.ui.TerminalUI``) only reads snapshots. Speech recognition and the
 voice stage run in parallel on separate threads so neither waits for the other; the face stage
-never waits for audio. Backpressure from a slow model reaches the audio queue, the one place
+never waits for audio (the assembler waits, bounded, for the faces of a turn's last frames:
+``VideoFaceContext``). Backpressure from a slow model reaches the audio queue, the one place
 where live input can be lost, and is counted there (and by the microphone source).
 
 Latency of an utterance = wall time when its emotion is ready minus wall time when the audio
-of its last sample arrived (:class:`ArrivalLog`), so it means the same for a microphone, a
-real-time replay and a fast replay.
+of its last sample arrived (:class:`ArrivalLog`): the same meaning for a microphone and a
+real-time replay (a ``--fast`` replay reads ahead, so there it includes the backlog).
 """
 
 from __future__ import annotations
@@ -424,12 +425,22 @@ class LivePipeline:
         info.check_signature(backend.signature)
         loaded = Loaded(clock, audio_source, audio_label, video_source, video_label, info, backend)
 
+        from edge_app.audio.diarizer import OnlineDiarizer
+        from edge_app.audio.gallery import SpeakerGallery
+
+        # The gallery before the heavy models: a corrupt one fails at once (it is never
+        # overwritten; the message says how to move it away).
+        gallery = SpeakerGallery(opts.gallery) if opts.gallery is not None else None
+        loaded.diarizer = OnlineDiarizer(gallery=gallery)
+        known = {p.speaker_id for p in loaded.diarizer.speakers()}
+        for sid, name in opts.names:
+            if sid in known:
+                loaded.diarizer.rename(sid, name)
+
         import torch
 
         torch.set_num_threads(1)  # 2 cores: whisper takes its own threads; torch stages share one
         from edge_app.audio.asr import AsrOptions, WhisperTranscriber
-        from edge_app.audio.diarizer import OnlineDiarizer
-        from edge_app.audio.gallery import SpeakerGallery
         from edge_app.audio.vad import SileroVad, StreamingVad, VadOptions
         from edge_app.audio.voice import VoiceEmbedder
         from mlsan.features import TextEncoder
@@ -442,12 +453,6 @@ class LivePipeline:
             AsrOptions(model=str(registry.resolve("asr").path), cpu_threads=opts.asr_threads)
         )
         loaded.embedder = VoiceEmbedder(weights=registry.resolve("voice").path)
-        gallery = SpeakerGallery(opts.gallery) if opts.gallery is not None else None
-        loaded.diarizer = OnlineDiarizer(gallery=gallery)
-        known = {p.speaker_id for p in loaded.diarizer.speakers()}
-        for sid, name in opts.names:
-            if sid in known:
-                loaded.diarizer.rename(sid, name)
         _quiet_hf()
         loaded.text_encoder = TextEncoder(info.text_feature, registry.resolve("text").path)
         if video_source is not None:

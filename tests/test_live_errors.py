@@ -75,3 +75,12 @@ def test_bad_flags_are_one_line(shared_data, args, needle):
     wav = str(shared_data / "diarization" / "sample.wav")
     proc = run_cli(*[wav if a == "X" else a for a in args])
     assert_one_line_error(proc, needle)
+
+
+def test_corrupt_gallery_is_one_line_and_left_untouched(shared_data, tmp_path):
+    wav = shared_data / "diarization" / "sample.wav"
+    gallery = tmp_path / "speakers.json"
+    gallery.write_text("{not json")
+    proc = run_cli("--audio", str(wav), "--headless", "--gallery", str(gallery))
+    assert_one_line_error(proc, str(gallery), "fix")
+    assert gallery.read_text() == "{not json"

@@ -60,9 +60,10 @@ def _complete_records(path: Path) -> list[dict]:
 
 
 def test_headless_events_on_stdout(wav, checkpoint, labels, tmp_path):
+    """Exactly what a consumer runs: real-time replay, no camera, no display, JSONL on stdout."""
     gallery = tmp_path / "speakers.json"
     proc = subprocess.run(
-        [*CLI, "--audio", str(wav), "--headless", "--events", "-", "--fast",
+        [*CLI, "--audio", str(wav), "--headless", "--events", "-",
          "--gallery", str(gallery), "--name", "spk1=Alice", "--backend", "onnxruntime"],
         cwd=REPO, capture_output=True, text=True, timeout=150,
         env={**os.environ, "DISPLAY": ""},
@@ -75,6 +76,9 @@ def test_headless_events_on_stdout(wav, checkpoint, labels, tmp_path):
     assert summary["utterances"] == len(utts) and summary["status"] == "finished"
     assert summary["audio_samples_dropped"] == 0 and not any(summary["drops"].values())
     assert 29.5 <= summary["media_s"] <= 30.5
+    # Real time: it took the file's length, and stopped soon after its end (the last
+    # utterance is still transcribed and scored after the last sample).
+    assert summary["media_s"] - 0.5 <= summary["wall_s"] <= summary["media_s"] + 4.0
     for r in utts:
         assert all(k in r for k in REQUIRED), r
         assert 0 <= r["t_start"] < r["t_end"] <= 30.5
