@@ -6,8 +6,12 @@
    diarizer and ASR over the sample, with alternatives side by side (ASR beam 1 vs 5, ASR
    threads 1 vs 2, voice hop 0.25 vs 0.5 s). ASR also reports its wall-clock real-time factor
    (< 1 keeps up).
-2. DER of the default pipeline on the sample against its reference RTTM (pyannote.metrics, no
-   collar and 0.25 s collar).
+2. DER (pyannote.metrics, no collar and 0.25 s collar, with missed / false alarm / confusion):
+   ``der_sample`` on the sample; ``der_robustness`` on the sample, the sample at -12 dB, the
+   sample shifted by 1.3 s and a two-voice espeak-ng conversation, each with the defaults, the
+   defaults' labels exactly as emitted live (no alias resolution) and the previous diarizer
+   rules; ``der_sensitivity``: a window length x cluster threshold grid and one-at-a-time
+   changes on the sample and the espeak-ng conversation ("DER/labels found").
 3. Delay: a real-time replay (the sample followed by synthesized speech in two voices from
    espeak-ng, so there are enough segments), with the source+VAD on one thread, ASR on one
    worker and voice+diarizer on another, as in the live app. Delay = wall time when the result
@@ -60,15 +64,27 @@ def segments_of(path: Path, opts: AudioPipelineOptions, model: SileroVad):
     return out + vad.flush()
 
 
-def der(path: Path, rttm: Path, stages: AudioStages) -> dict:
+def read_rttm(path: Path, shift: float = 0.0):
+    from pyannote.core import Annotation, Segment
+
+    ref = Annotation()
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if f and f[0] == "SPEAKER":
+            t0 = float(f[3]) + shift
+            ref[Segment(t0, t0 + float(f[4]))] = f[7]
+    return ref
+
+
+def der(path: Path, ref, stages: AudioStages, resolve_merged: bool = True) -> dict:
+    """DER of one file (pyannote.metrics), no collar and 0.25 s collar, with its parts."""
     from pyannote.core import Annotation, Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    r = process_file(path, stages)
-    ref, hyp = Annotation(), Annotation()
-    for line in rttm.read_text().splitlines():
-        f = line.split()
-        ref[Segment(float(f[3]), float(f[3]) + float(f[4]))] = f[7]
+    if not isinstance(ref, Annotation):
+        ref = read_rttm(ref)
+    r = process_file(path, stages, resolve_merged=resolve_merged)
+    hyp = Annotation()
     for t in r.turns:
         hyp[Segment(t.t_start, t.t_end)] = t.speaker_id
     uem = Timeline([Segment(0.0, r.duration)])
@@ -86,42 +102,183 @@ def der(path: Path, rttm: Path, stages: AudioStages) -> dict:
     return out
 
 
-def sensitivity(path: Path, rttm: Path, stages: AudioStages) -> list[dict]:
-    """No-collar DER of nearby settings: how much the default owes to tuning on this clip."""
+def with_options(stages: AudioStages, opts: AudioPipelineOptions, fn):
+    base = stages.options
+    stages.options = opts
+    stages.embedder.options = opts.voice
+    try:
+        return fn()
+    finally:
+        stages.options = base
+        stages.embedder.options = base.voice
+
+
+def vary(opts: AudioPipelineOptions, part: str, **kw) -> AudioPipelineOptions:
+    return replace(opts, **{part: replace(getattr(opts, part), **kw)})
+
+
+# The diarizer as it was before the robustness rules (split repair needed no centroid
+# similarity, a new-only cluster needed new_threshold whatever its length, no adoption).
+PREVIOUS = {"merge_threshold": -1.0, "enroll_s": 1e9, "adopt_threshold": 2.0}
+
+
+def test_set(tmp: Path, wav: Path, rttm: Path) -> list[tuple[str, Path, object]]:
+    """The sample and variants that must not change who spoke when, plus a second conversation
+    (two espeak-ng voices, centroid cosine ~0.82 like the sample's two people, with 0.3-0.4 s
+    interjections): guards against tuning to one 30-s clip."""
+    import soundfile as sf
+
+    audio = load_audio(wav)
+    quiet, shifted = tmp / "quiet.wav", tmp / "shifted.wav"
+    sf.write(quiet, audio * 0.25, SAMPLE_RATE)  # -12 dB
+    noise = 0.002 * np.random.default_rng(0).standard_normal(int(1.3 * SAMPLE_RATE))
+    sf.write(shifted, np.concatenate([noise.astype(np.float32), audio]), SAMPLE_RATE)
+    cases = [
+        ("sample", wav, read_rttm(rttm)),
+        ("sample_-12dB", quiet, read_rttm(rttm)),
+        ("sample_shift_1.3s", shifted, read_rttm(rttm, 1.3)),
+    ]
+    if shutil.which("espeak-ng"):
+        conv, ref = make_espeak_conversation(tmp)
+        cases.append(("espeak_2_voices", conv, ref))
+    return cases
+
+
+def make_espeak_conversation(tmp: Path):
+    """Two espeak-ng voices taking turns (gaps 0.15-0.7 s, so some turns share one VAD
+    segment), with short interjections; the reference is each utterance's non-silent span."""
+    import soundfile as sf
+    from pyannote.core import Annotation, Segment
+
+    a, b = "en-us+m3", "en-gb+f2"
+    script = [
+        (
+            a,
+            "I looked at the numbers again this morning and the second quarter is much "
+            "better than we expected.",
+            0.6,
+        ),
+        (b, "Really? That is good news.", 0.15),
+        (
+            a,
+            "Yes, mostly because the new store opened early and the online orders kept "
+            "growing all spring.",
+            0.7,
+        ),
+        (b, "Right.", 0.15),
+        (a, "So I think we can hire two more people before the summer starts.", 0.6),
+        (
+            b,
+            "I agree, but we should check the budget with finance first, they were worried "
+            "last month about the rent.",
+            0.5,
+        ),
+        (a, "Okay.", 0.2),
+        (
+            b,
+            "And the warehouse lease ends in October, so there will be a new contract to "
+            "sign as well.",
+            0.6,
+        ),
+        (a, "Fine, let us meet on Thursday and go through all of it together.", 0.15),
+        (b, "Sure.", 0.6),
+    ]
+    parts = [np.zeros(SAMPLE_RATE // 2, np.float32)]
+    t = 0.5
+    ref = Annotation()
+    for voice, text, gap in script:
+        out = tmp / "say.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(out), text], check=True)
+        x = load_audio(out)
+        loud = np.nonzero(np.abs(x) > 0.01)[0]
+        x = x[loud[0] : loud[-1] + 1]
+        ref[Segment(t, t + len(x) / SAMPLE_RATE)] = voice
+        parts += [x, np.zeros(int(gap * SAMPLE_RATE), np.float32)]
+        t += len(x) / SAMPLE_RATE + gap
+    path = tmp / "espeak_conversation.wav"
+    sf.write(path, np.concatenate(parts), SAMPLE_RATE)
+    return path, ref
+
+
+def robustness(cases, stages: AudioStages) -> list[dict]:
+    """Every test file with the defaults, the defaults' labels exactly as emitted live (no
+    alias resolution), and the previous diarizer rules."""
     rows = []
     base = stages.options
-    variants = [
-        ("window_s", 1.5, "voice"),
-        ("window_s", 2.5, "voice"),
-        ("cluster_threshold", 0.70, "diarizer"),
-        ("cluster_threshold", 0.72, "diarizer"),
-        ("cluster_threshold", 0.75, "diarizer"),
-        ("cluster_threshold", 0.77, "diarizer"),
-        ("linkage", "complete", "diarizer"),
-        ("min_turn_s", 0.5, "diarizer"),
-        ("threshold", 0.35, "vad"),
-        ("min_silence_s", 0.2, "vad"),
-        ("max_segment_s", 15.0, "vad"),
-        ("max_segment_s", 8.0, "vad"),
-    ]
-    for name, value, part in variants:
-        opts = replace(base, **{part: replace(getattr(base, part), **{name: value})})
-        stages.options = opts
-        stages.embedder.options = opts.voice
-        try:
-            d = der(path, rttm, stages)
-        finally:
-            stages.options = base
-            stages.embedder.options = base.voice
-        rows.append(
-            {
-                "change": f"{part}.{name}={value}",
-                "der": d["collar_0.0"]["der"],
-                "der_collar_0.25": d["collar_0.25"]["der"],
-                "speakers": d["speakers_found"],
-            }
-        )
+    previous = replace(base, diarizer=replace(base.diarizer, **PREVIOUS))
+    for name, path, ref in cases:
+        for label, opts, resolve in (
+            ("default", base, True),
+            ("default_as_emitted", base, False),
+            ("previous_rules", previous, True),
+        ):
+            d = with_options(stages, opts, lambda p=path, r=ref, rs=resolve: der(p, r, stages, rs))
+            rows.append(
+                {
+                    "file": name,
+                    "setting": label,
+                    "der": d["collar_0.0"]["der"],
+                    "der_collar_0.25": d["collar_0.25"]["der"],
+                    "missed_s": d["collar_0.0"]["missed_s"],
+                    "false_alarm_s": d["collar_0.0"]["false_alarm_s"],
+                    "confusion_s": d["collar_0.0"]["confusion_s"],
+                    "speakers": d["speakers_found"],
+                }
+            )
     return rows
+
+
+def sensitivity(cases, stages: AudioStages) -> dict:
+    """No-collar DER (and labels found) of nearby settings on the sample and the espeak-ng
+    conversation: how much the default owes to tuning. A grid of window length x cluster
+    threshold, then one-at-a-time VAD and diarizer changes; each with the previous rules too."""
+    base = stages.options
+    picked = [c for c in cases if c[0] in ("sample", "espeak_2_voices")]
+
+    def score(opts):
+        out = {}
+        for name, path, ref in picked:
+            d = with_options(stages, opts, lambda p=path, r=ref: der(p, r, stages))
+            out[name] = f"{d['collar_0.0']['der']:.3f}/{d['speakers_found']}"
+        return out
+
+    grid = []
+    for rules in ("default", "previous_rules"):
+        b = base if rules == "default" else vary(base, "diarizer", **PREVIOUS)
+        for window in (1.5, 2.0, 2.5):
+            for thr in (0.67, 0.70, 0.73, 0.76, 0.79):
+                opts = vary(vary(b, "voice", window_s=window), "diarizer", cluster_threshold=thr)
+                grid.append(
+                    {"rules": rules, "window_s": window, "cluster_threshold": thr, **score(opts)}
+                )
+    singles = []
+    variants = [
+        ("vad", "threshold", 0.35),
+        ("vad", "threshold", 0.55),
+        ("vad", "pad_s", 0.0),
+        ("vad", "pad_s", 0.2),
+        ("vad", "min_silence_s", 0.2),
+        ("vad", "max_segment_s", 8.0),
+        ("vad", "max_segment_s", 15.0),
+        ("voice", "hop_s", 0.5),
+        ("diarizer", "min_turn_s", 0.5),
+        ("diarizer", "new_threshold", 0.75),
+        ("diarizer", "merge_threshold", 0.9),
+        ("diarizer", "enroll_s", 3.0),
+    ]
+    for rules in ("default", "previous_rules"):
+        b = base if rules == "default" else vary(base, "diarizer", **PREVIOUS)
+        for part, name, value in variants:
+            if rules != "default" and name in PREVIOUS:
+                continue
+            singles.append(
+                {
+                    "rules": rules,
+                    "change": f"{part}.{name}={value}",
+                    **score(vary(b, part, **{name: value})),
+                }
+            )
+    return {"format": "DER/labels found (2 is right)", "grid": grid, "one_at_a_time": singles}
 
 
 def costs(path: Path, opts: AudioPipelineOptions, vad_model, embedder, threads_note) -> dict:
@@ -284,7 +441,6 @@ def main() -> int:
             "asr": asdict(opts.asr),
         },
         "der_sample": der(args.wav, args.rttm, stages),
-        "der_sensitivity": sensitivity(args.wav, args.rttm, stages),
         "cost_sample": costs(
             args.wav,
             opts,
@@ -293,6 +449,10 @@ def main() -> int:
             "process CPU time incl. all threads; the machine is shared, so expect noise",
         ),
     }
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = test_set(Path(tmp), args.wav, args.rttm)
+        result["der_robustness"] = robustness(cases, stages)
+        result["der_sensitivity"] = sensitivity(cases, stages)
     if not args.no_realtime:
         with tempfile.TemporaryDirectory() as tmp:
             result["realtime_replay"] = delays(make_replay_file(Path(tmp), args.wav), stages)

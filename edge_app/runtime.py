@@ -236,10 +236,16 @@ class _Meter:
     def __init__(self, window: int = 256) -> None:
         self.items = 0
         self.cpu_s = 0.0
-        self.latencies: deque[float] = deque(maxlen=window)
+        self._latencies: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()  # the deque is appended and copied on different threads
+
+    def add_latency(self, seconds: float) -> None:
+        with self._lock:
+            self._latencies.append(seconds)
 
     def snapshot(self, name: str, alive: bool) -> StageStats:
-        lat = np.asarray(list(self.latencies), dtype=np.float64)
+        with self._lock:
+            lat = np.asarray(self._latencies, dtype=np.float64)
         if lat.size:
             med, p95, last = (
                 float(np.median(lat)) * 1e3,
@@ -324,13 +330,9 @@ class Runtime:
         stage: Stage,
         input: StageQueue,
         outputs: Iterable[StageQueue] = (),
-        *,
-        route: Callable[[Any], Iterable[StageQueue]] | None = None,
     ) -> None:
-        """A worker thread for ``stage``; with no outputs it is a sink (its END ends the run).
-
-        ``route(item)`` picks the output queues of each produced item (default: all outputs).
-        """
+        """A worker thread for ``stage``; each result goes to every output queue. With no
+        outputs it is a sink: the run ends when every sink has seen END."""
         outs = tuple(outputs)
         meter = _Meter()
         stop = self.stop_event
@@ -338,7 +340,7 @@ class Runtime:
 
         def emit(results: Iterable[Any] | None) -> None:
             for out in results or ():
-                for q in route(out) if route else outs:
+                for q in outs:
                     q.put(out, stop)
 
         def body() -> None:
@@ -354,7 +356,7 @@ class Runtime:
                         break
                     t = time.perf_counter()
                     results = list(stage.process(item) or ())
-                    meter.latencies.append(time.perf_counter() - t)
+                    meter.add_latency(time.perf_counter() - t)
                     meter.items += 1
                     meter.cpu_s = time.thread_time() - t_cpu
                     emit(results)

@@ -10,35 +10,35 @@ API::
     d.save()                              # write the gallery (atomic); no-op without a gallery
 
 How a segment is labelled (online: only the past and the current segment are used, and a turn
-is never relabelled once returned). The segment's voice windows (``VoiceSpan``: 1.5 s every
-0.25 s by default) each stand for an equal share of the segment's duration; every 50 ms frame
-is scored by the window centred nearest to it.
+is never relabelled once returned). A *piece* is one voice window (``VoiceSpan``, 2 s every
+0.25 s by default) standing for its share of the segment's duration.
 
-1. Relative similarity. A speaker keeps its windows (pieces) in memory; its centroid is their
-   duration-weighted mean and its *typical similarity* ``mu`` is the mean cosine of its windows
-   to that centroid (shrunk towards ``prior_self_sim`` while it has few windows). A window's
-   score for a speaker is ``cos(window, centroid) - mu``: how typical the window is of that
-   person, so the decisions do not hang on one absolute cosine that depends on the window
-   length, the microphone and the voices (two voices of the sample are at cosine 0.82).
-2. Change points. A Viterbi pass over the frames picks the label sequence maximising the summed
-   scores minus ``switch_penalty`` (cosine x seconds) per change of speaker, with an extra
-   "new voice" state scoring ``-new_margin`` (a window is new when it is that much less typical
-   of every known speaker than their own windows are). So a change of speaker inside one VAD
-   segment (an interjection of ~1 s) gives its own turn.
-3. Enrollment. Frames labelled "new" with at least ``min_enroll_s`` of speech enroll a new
-   speaker, unless their mean voice is itself typical of a known speaker (split protection).
-   Before enrolling, a 2-means split of those windows is tested: when the two halves' centroids
-   are ``split_margin`` less similar than each half's windows are to their own centroid, two
-   people are enrolled (the first segment of a conversation often holds both). Then the pass
-   is repeated; shorter "new" stretches go to the best known speaker. The very first speaker
-   is enrolled from anything.
-4. Merge protection: speakers with ``established_s`` of speech are never merged. Split repair:
-   a young speaker whose centroid is as similar to another speaker's centroid as its own
-   windows are (``merge_margin``) is merged into it (its id becomes an alias, see ``resolve``).
-5. Turns: runs of frames with one label; runs shorter than ``min_turn_s`` join their longer
-   neighbour. Memory is bounded: each speaker keeps its ``max_pieces`` latest windows; older
-   ones are folded into one anchor piece (their duration-weighted mean), which is also how
-   gallery speakers start. A piece's weight in a centroid is capped at ``max_weight_s``.
+1. Memory: every past piece keeps the speaker it was given. The memory pieces and the new
+   segment's pieces are clustered together every segment (average-linkage agglomerative on
+   cosine distance, cut at similarity ``cluster_threshold``), so decisions made early on little
+   voice are corrected by later evidence for the next turns.
+2. A new piece takes the speaker owning most seconds of its cluster. A cluster of only new
+   pieces enrolls a new speaker when it holds ``min_enroll_s`` of speech and is below
+   ``new_threshold`` to every known centroid, or whatever its similarity when it holds
+   ``enroll_s`` of speech (the clustering already found it unlike everyone; two voices of one
+   kind are at ~0.82, above any safe absolute threshold); otherwise it goes to the nearest
+   speaker (split protection: a short noisy stretch does not create a phantom person). Windows
+   shorter than ``min_cluster_s`` (short segments) go to the nearest centroid; the very first
+   speaker is enrolled from anything, and while it has less than ``min_enroll_s`` of voice it
+   is provisional: the new-only cluster most like it (``adopt_threshold``) takes over its id
+   instead of enrolling one more.
+3. Merge protection: a cluster that holds two established speakers (``established_s`` of speech
+   each) never merges them; its new pieces go to the nearer one. Split repair: a young speaker
+   with at least half of its speech inside an older speaker's cluster is merged into it (its id
+   becomes an alias, see ``resolve``) when their centroids are at least ``merge_threshold``
+   similar (two different people at cosine 0.82 sharing a cluster stay two).
+4. Turns: every 50 ms frame of the segment takes the label most windows covering it carry;
+   turns shorter than ``min_turn_s`` join their longer neighbour. So a change of speaker inside
+   one VAD segment gives two turns.
+5. Memory is bounded: each speaker keeps its ``max_pieces`` latest pieces; older ones are folded
+   into one anchor piece (their duration-weighted mean), which is also how gallery speakers
+   start. A centroid is the duration-weighted mean of a speaker's pieces, each weight capped at
+   ``max_weight_s``.
 
 There is no limit on the number of speakers. Methods are guarded by one lock so the UI thread
 may call ``rename``/``speakers`` while a worker calls ``process``.
@@ -59,18 +59,25 @@ from mlsan.errors import UserFacingError
 
 @dataclass(frozen=True)
 class DiarizerOptions:
-    new_margin: float = 0.12  # a window this far below every speaker's typical cosine is new
-    split_threshold: float = 0.87  # two halves of new windows below this cosine are 2 people
-    merge_margin: float = 0.0  # a young speaker this close to another's spread is merged
-    switch_penalty: float = 0.03  # cosine x seconds charged per change of speaker
-    prior_self_sim: float = 0.9  # typical window-to-centroid cosine before a speaker has data
-    prior_windows: float = 4.0  # weight of that prior, in windows
+    cluster_threshold: float = 0.73  # average-linkage similarity that joins two clusters
+    min_cluster_s: float = 1.0  # shorter windows (short segments) are not clustered
+    new_threshold: float = 0.7  # a new voice below this to every known centroid is enrolled
+    # ...and a cluster of only new windows with this much speech is enrolled whatever its
+    # similarity: the clustering already found it unlike everyone, and two voices of one kind
+    # are at centroid cosine ~0.82 (the sample's two people; two espeak-ng voices, which were
+    # one label for everything while new_threshold alone decided).
+    enroll_s: float = 2.0
+    adopt_threshold: float = 0.5  # rule 2c: a provisional speaker joins a new cluster this like it
     min_enroll_s: float = 1.0  # speech needed to enroll a new speaker
     established_s: float = 8.0  # speakers with this much speech are never merged automatically
     max_pieces: int = 120  # pieces kept per speaker (older ones folded into an anchor)
     max_weight_s: float = 30.0  # cap of one piece's weight in a centroid
-    min_turn_s: float = 0.5  # shorter turns inside a segment join a neighbour
-    relative: bool = True  # score cos - mu (rule 1); False: raw cosine, new below prior - margin
+    min_turn_s: float = 1.0  # shorter turns inside a segment join a neighbour
+    linkage: str = "average"  # scipy linkage: average | complete | weighted | centroid | ward
+    # Split repair also needs the two centroids this similar: halves of one voice are ~0.89+
+    # on the sample, its two people 0.82 (without this, a low cluster_threshold or a VAD that
+    # cuts differently merged the second person into the first: one label for everyone).
+    merge_threshold: float = 0.86
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-8)
 
 
-@dataclass(eq=False)  # identity: pieces are compared by reference
+@dataclass
 class _Piece:
     """A stretch of one speaker's voice in the memory (mutable, internal)."""
 
@@ -95,7 +102,7 @@ class _Piece:
     seconds: float
     speaker: str
     anchor: bool = False  # folded history / gallery centroid
-    segment: int = -1  # the segment it came from (spread is measured across segments)
+    clusterable: bool = True  # long enough to take part in clustering
 
 
 @dataclass
@@ -107,10 +114,6 @@ class _Speaker:
     @property
     def seconds(self) -> float:
         return float(sum(p.seconds for p in self.pieces))
-
-
-_DEBUG = False
-_NEW = -1  # label of the "new voice" state
 
 
 class OnlineDiarizer:
@@ -187,22 +190,14 @@ class OnlineDiarizer:
         acc = sum(p.embedding * min(max(p.seconds, 0.1), cap) for p in sp.pieces)
         return _unit(acc)
 
-    def _typical(self, sp: _Speaker, centroid: np.ndarray) -> float:
-        """mu: mean cosine of the speaker's windows to its centroid made of its *other*
-        segments (windows of one segment overlap and flatter each other), shrunk towards the
-        prior while there are few such windows."""
-        opts = self.options
-        cap = opts.max_weight_s
-        segs = {p.segment for p in sp.pieces if not p.anchor}
-        total, count = opts.prior_self_sim * opts.prior_windows, opts.prior_windows
-        if len(segs) + any(p.anchor for p in sp.pieces) >= 2:
-            for seg in segs:
-                mine = [p.embedding for p in sp.pieces if not p.anchor and p.segment == seg]
-                rest = [p for p in sp.pieces if p.anchor or p.segment != seg]
-                c = _unit(sum(p.embedding * min(max(p.seconds, 0.1), cap) for p in rest))
-                total += float((np.stack(mine) @ c).sum())
-                count += len(mine)
-        return total / count
+    def _nearest(self, emb: np.ndarray, among: list[str] | None = None) -> tuple[str | None, float]:
+        ids = among if among is not None else list(self._speakers)
+        ids = [i for i in ids if self._speakers[i].pieces]  # just enrolled: no voice yet
+        if not ids:
+            return None, -1.0
+        sims = np.stack([self._centroid(self._speakers[i]) for i in ids]) @ emb
+        k = int(np.argmax(sims))
+        return ids[k], float(sims[k])
 
     def _enroll(self) -> str:
         sid = f"spk{self._next}"
@@ -232,123 +227,168 @@ class OnlineDiarizer:
         o.name = o.name or y.name
         self._aliases[young] = old
 
-    def _models(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(k, 256) centroids and (k,) typical similarities of the speakers ``ids``."""
-        cents = np.stack([self._centroid(self._speakers[i]) for i in ids])
-        mus = np.array([self._typical(self._speakers[i], c) for i, c in zip(ids, cents)])
-        return cents, mus
-
-    def _scores(self, emb: np.ndarray, ids: list[str]) -> np.ndarray:
-        """(m, k) window scores for the speakers ``ids`` (rule 1)."""
-        if not ids:
-            return np.zeros((len(emb), 0))
-        cents, mus = self._models(ids)
-        sims = emb @ cents.T
-        if self.options.relative:
-            return sims - mus[None]
-        return sims - self.options.prior_self_sim
-
-    def _split(self, emb: np.ndarray, share: float) -> list[np.ndarray]:
-        """Rule 3: the windows ``emb`` (m, 256) as one or two groups (boolean masks)."""
-        opts = self.options
-        m = len(emb)
-        whole = [np.ones(m, bool)]
-        if m < 4 or m * share < 2 * opts.min_enroll_s:
-            return whole
-        # Two groups: the 2-cluster cut of an average-linkage tree on cosine distance.
+    def _cluster(self, pieces: list[_Piece]) -> np.ndarray:
+        """Rule 2: cluster labels (n,) of the pieces, average linkage on cosine distance."""
+        if len(pieces) == 1:
+            return np.zeros(1, int)
         from scipy.cluster.hierarchy import fcluster, linkage
 
-        dist = np.clip(1.0 - emb.astype(np.float64) @ emb.T, 0.0, 2.0)
-        lab = fcluster(linkage(dist[np.triu_indices(m, 1)], "average"), 2, "maxclust") - 1
-        groups = [lab == 0, lab == 1]
-        if min(g.sum() for g in groups) * share < opts.min_enroll_s:
-            return whole
-        cents = np.stack([_unit(emb[g].sum(axis=0)) for g in groups])
-        mus = [float((emb[g] @ c).mean()) for g, c in zip(groups, cents)]
-        if _DEBUG:
-            print("split", [int(g.sum()) for g in groups], float(cents[0] @ cents[1]), mus)
-        if float(cents[0] @ cents[1]) < opts.split_threshold:
-            first = [int(np.argmax(g)) for g in groups]  # enroll in order of appearance
-            return [groups[k] for k in np.argsort(first)]
-        return whole
+        emb = np.stack([p.embedding for p in pieces]).astype(np.float64)
+        method = self.options.linkage
+        if method in ("centroid", "ward", "median"):
+            # Euclidean methods on unit vectors: |a - b|^2 = 2 - 2 cos, so a similarity
+            # threshold s is the distance sqrt(2 - 2 s).
+            tree = linkage(emb, method=method)
+            cut = float(np.sqrt(max(0.0, 2.0 - 2.0 * self.options.cluster_threshold)))
+            return fcluster(tree, t=cut, criterion="distance")
+        dist = np.clip(1.0 - emb @ emb.T, 0.0, 2.0)
+        condensed = dist[np.triu_indices(len(pieces), 1)]
+        tree = linkage(condensed, method=method)
+        return fcluster(tree, t=1.0 - self.options.cluster_threshold, criterion="distance")
+
+    def _adopt(self, new, big_new, new_cl, old: set[int], enrolled: dict[int, str]) -> None:
+        """A provisional speaker (enrolled from less than ``min_enroll_s``, e.g. the very first
+        voice heard was a short interjection) is taken over by the new-only cluster most like
+        it, if at least ``adopt_threshold``, instead of that cluster enrolling one more id: its
+        embedding rests on under a second of voice (0.53-0.57 to either person of the sample),
+        so a phantom third id is worse than the most likely of the two."""
+        opts = self.options
+        provisional = [
+            sid
+            for sid, sp in self._speakers.items()
+            if sp.pieces and sp.seconds < opts.min_enroll_s
+        ]
+        fresh = sorted(set(new_cl.tolist()) - old)
+        if not provisional or not fresh:
+            return
+        means = {
+            c: _unit(
+                sum(new[i].embedding for i, cc in zip(big_new, new_cl, strict=True) if cc == c)
+            )
+            for c in fresh
+        }
+        for sid in provisional:
+            cent = self._centroid(self._speakers[sid])
+            free = [c for c in fresh if c not in enrolled]
+            if not free:
+                return
+            best = max(free, key=lambda c: float(means[c] @ cent))
+            if float(means[best] @ cent) >= opts.adopt_threshold:
+                enrolled[best] = sid
+
+    def _label(self, new: list[_Piece]) -> list[str]:
+        """Rules 2-4: a speaker id for each new piece (enrolling / merging as needed)."""
+        opts = self.options
+        memory = [p for sp in self._speakers.values() for p in sp.pieces]
+        big_old = [p for p in memory if p.clusterable or p.anchor]
+        big_new = [i for i, p in enumerate(new) if p.clusterable]
+        labels: list[str | None] = [None] * len(new)
+        if big_new:
+            items = big_old + [new[i] for i in big_new]
+            cl = self._cluster(items)
+            old_cl, new_cl = cl[: len(big_old)], cl[len(big_old) :]
+            established = {
+                sid for sid, sp in self._speakers.items() if sp.seconds >= opts.established_s
+            }
+            enrolled: dict[int, str] = {}  # cluster -> speaker enrolled for it this segment
+            self._adopt(new, big_new, new_cl, set(old_cl.tolist()), enrolled)
+            for idx, c in zip(big_new, new_cl, strict=True):
+                owners: dict[str, float] = {}
+                for p, pc in zip(big_old, old_cl, strict=True):
+                    if pc == c:
+                        owners[p.speaker] = owners.get(p.speaker, 0.0) + p.seconds
+                est = [sid for sid in owners if sid in established]
+                if len(est) >= 2:  # merge protection: pick the nearer, merge nobody
+                    labels[idx] = self._nearest(new[idx].embedding, est)[0]
+                elif owners:
+                    labels[idx] = max(owners, key=owners.get)
+                elif c in enrolled:
+                    labels[idx] = enrolled[c]
+                else:
+                    cluster_new = [new[i] for i, cc in zip(big_new, new_cl, strict=True) if cc == c]
+                    secs = sum(p.seconds for p in cluster_new)
+                    emb = _unit(sum(p.embedding * p.seconds for p in cluster_new))
+                    best, sim = self._nearest(emb)
+                    if (
+                        best is None
+                        or (secs >= opts.min_enroll_s and sim < opts.new_threshold)
+                        or secs >= opts.enroll_s
+                    ):
+                        enrolled[c] = self._enroll()
+                        labels[idx] = enrolled[c]
+                    else:
+                        labels[idx] = best
+            # Split repair: a young speaker mostly inside another speaker's cluster.
+            for c in set(old_cl.tolist()):
+                owners = {}
+                for p, pc in zip(big_old, old_cl, strict=True):
+                    if pc == c and not p.anchor and p.speaker in self._speakers:
+                        owners[p.speaker] = owners.get(p.speaker, 0.0) + p.seconds
+                if len(owners) < 2:
+                    continue
+                ranked = sorted(owners, key=lambda sid: -self._speakers[sid].seconds)
+                for sid in ranked[1:]:
+                    sp = self._speakers[sid]
+                    into = self._resolve(ranked[0])
+                    if into == sid or into not in self._speakers:
+                        continue
+                    close = float(self._centroid(sp) @ self._centroid(self._speakers[into]))
+                    if (
+                        sp.seconds < opts.established_s
+                        and owners[sid] >= 0.5 * sp.seconds
+                        and close >= opts.merge_threshold
+                    ):
+                        self._merge(sid, into)
+        first: str | None = None
+        for i, p in enumerate(new):
+            if labels[i] is None:  # too short to cluster: nearest centroid
+                best, _ = self._nearest(p.embedding)
+                if best is None:  # nobody known yet: the first speaker
+                    first = first or self._enroll()
+                    best = first
+                labels[i] = best
+        return [self._resolve(label) for label in labels]  # type: ignore[arg-type]
 
     def _process(self, voice: SegmentVoice) -> list[SpeakerTurn]:
+        """Rules 1-5: label the windows, then turns from a vote per frame."""
         opts = self.options
         before = set(self._speakers)
         spans = voice.spans
         share = (voice.t_end - voice.t_start) / len(spans)  # seconds each window stands for
-        emb = np.stack([s.embedding for s in spans]).astype(np.float32)  # (m, 256)
-        mids = np.array([(s.t_start + s.t_end) / 2 for s in spans])
+        # A window shorter than min_cluster_s (a short segment) is labelled by nearest centroid.
+        clusterable = (spans[0].t_end - spans[0].t_start) >= opts.min_cluster_s
+        pieces = [_Piece(s.embedding, share, "", clusterable=clusterable) for s in spans]
+        labels = self._label(pieces)
+        # Vote per frame of FRAME_S among the windows covering it.
         n = max(1, int(np.ceil((voice.t_end - voice.t_start) / _VOTE_S)))
         centres = voice.t_start + (np.arange(n) + 0.5) * _VOTE_S
-        near = np.argmin(np.abs(centres[:, None] - mids[None]), axis=1)  # (n,) frame -> window
-        at_mid = np.argmin(np.abs(mids[:, None] - centres[None]), axis=1)  # (m,) window -> frame
-        seeds: list[_Piece] = []  # this segment's windows given to speakers enrolled here
-
-        allow_new = True
-        for _ in range(8):  # at most a few enrollments per segment
-            ids = [sid for sid, sp in self._speakers.items() if sp.pieces]
-            sc = self._scores(emb, ids)
-            if allow_new:
-                sc = np.concatenate([sc, np.full((len(emb), 1), -opts.new_margin)], axis=1)
-            path = _viterbi(sc[near] * _VOTE_S, opts.switch_penalty)
-            if not allow_new:
-                break
-            is_new = path[at_mid] == len(ids)  # windows labelled "new voice"
-            if not is_new.any():
-                break
-            if is_new.sum() * share < opts.min_enroll_s and ids:
-                allow_new = False  # too little: those windows go to the best known speaker
-                continue
-            enrolled = False
-            for g in self._split(emb[is_new], share):
-                group = emb[is_new][g]
-                if ids and (self._scores(_unit(group.mean(axis=0))[None], ids) > -opts.new_margin).any():
-                    continue  # its mean voice is typical of a known speaker: no phantom
-                sid = self._enroll()
-                for e in group:
-                    piece = _Piece(e, share, sid, segment=voice.segment_id)
-                    self._speakers[sid].pieces.append(piece)
-                    seeds.append(piece)
-                enrolled = True
-            if not enrolled:
-                allow_new = False
-        ids = [sid for sid, sp in self._speakers.items() if sp.pieces]
-        # The seeds were only there to define the new speakers: take them out, label, add back.
-        for p in seeds:
-            self._speakers[p.speaker].pieces.remove(p)
-        if not ids:  # the very first voice, too short to enroll by the rules: enroll anyway
-            ids = [self._enroll()]
-            path = np.zeros(n, int)
-            for e in emb:
-                self._speakers[ids[0]].pieces.append(_Piece(e, share, ids[0], segment=voice.segment_id))
-            labels = [ids[0]] * len(emb)
-        else:
-            saved = {p.speaker: [] for p in seeds}
-            for p in seeds:
-                saved[p.speaker].append(p)
-            for sid, ps in saved.items():  # models of the new speakers: their seeds
-                self._speakers[sid].pieces.extend(ps)
-            sc = self._scores(emb, ids)
-            path = _viterbi(sc[near] * _VOTE_S, opts.switch_penalty)
-            for p in seeds:
-                self._speakers[p.speaker].pieces.remove(p)
-            runs = _absorb_short(_runs(path), max(1, int(round(opts.min_turn_s / _VOTE_S))))
-            for i, j, k in runs:
-                path[i:j] = k
-            labels = [ids[int(path[at_mid[w]])] for w in range(len(emb))]
-            for e, sid in zip(emb, labels, strict=True):
-                self._add(sid, _Piece(e, share, sid, segment=voice.segment_id))
-        for sid in [s for s in self._speakers if s not in before and not self._speakers[s].pieces]:
-            del self._speakers[sid]  # enrolled here but kept no window: no phantom
-        self._repair()
+        ids = sorted(set(labels))
+        votes = np.zeros((n, len(ids)))
+        for span, sid in zip(spans, labels, strict=True):
+            mask = (centres >= span.t_start) & (centres < span.t_end)
+            votes[mask, ids.index(sid)] += 1.0
+        empty = votes.sum(axis=1) == 0
+        if empty.any():  # frames no window covers (the segment's tail): nearest window
+            mids = np.array([(s.t_start + s.t_end) / 2 for s in spans])
+            for f in np.nonzero(empty)[0]:
+                votes[f, ids.index(labels[int(np.argmin(np.abs(mids - centres[f])))])] = 1.0
+        frame_label = votes.argmax(axis=1)
+        runs = _runs(frame_label)
+        runs = _absorb_short(runs, max(1, int(round(opts.min_turn_s / _VOTE_S))))
+        for p, sid in zip(pieces, labels, strict=True):
+            self._add(self._resolve(sid), p)
         turns: list[SpeakerTurn] = []
-        for i, j, k in _runs(path):
+        for i, j, k in runs:
             sid = self._resolve(ids[k])
             t0 = voice.t_start + i * _VOTE_S
             t1 = min(voice.t_end, voice.t_start + j * _VOTE_S)
-            inside = (mids >= t0) & (mids < t1)
-            e = _unit(emb[inside].mean(axis=0)) if inside.any() else _unit(emb[near[i]])
+            members = [s.embedding for s, lab in zip(spans, labels, strict=True) if lab == ids[k]]
+            members = [
+                s.embedding
+                for s, lab in zip(spans, labels, strict=True)
+                if lab == ids[k] and s.t_end > t0 and s.t_start < t1
+            ] or members
+            emb = _unit(np.mean(members, axis=0))
             if turns and turns[-1].speaker_id == sid:
                 prev = turns.pop()
                 t0 = prev.t_start
@@ -359,55 +399,16 @@ class OnlineDiarizer:
                     t_start=t0,
                     t_end=t1,
                     speaker_id=sid,
-                    embedding=e,
-                    similarity=float(self._centroid(sp) @ e),
+                    embedding=emb,
+                    similarity=float(self._centroid(sp) @ emb),
                     is_new=sid not in before,
                     name=sp.name,
                 )
             )
         return turns
 
-    def _repair(self) -> None:
-        """Rule 4: merge a young speaker into one whose centroid is within its spread."""
-        opts = self.options
-        ids = [sid for sid, sp in self._speakers.items() if sp.pieces]
-        if len(ids) < 2:
-            return
-        cents, mus = self._models(ids)
-        young = sorted(
-            (i for i, sid in enumerate(ids) if self._speakers[sid].seconds < opts.established_s),
-            key=lambda i: self._speakers[ids[i]].seconds,
-        )
-        gone: set[int] = set()
-        for i in young:
-            sims = cents @ cents[i]
-            sims[i] = -2.0
-            for g in gone:
-                sims[g] = -2.0
-            j = int(np.argmax(sims))
-            if sims[j] >= min(mus[i], mus[j]) - opts.merge_margin:
-                self._merge(ids[i], ids[j])
-                gone.add(i)
 
-
-_VOTE_S = 0.05  # resolution of turn boundaries (s)
-
-
-def _viterbi(score: np.ndarray, penalty: float) -> np.ndarray:
-    """(n, k) per-frame scores -> (n,) labels maximising sum(score) - penalty * changes."""
-    n, k = score.shape
-    acc = score[0].copy()
-    back = np.zeros((n, k), int)
-    for t in range(1, n):
-        best = int(np.argmax(acc))
-        switch = acc[best] - penalty
-        back[t] = np.where(acc >= switch, np.arange(k), best)
-        acc = np.maximum(acc, switch) + score[t]
-    out = np.zeros(n, int)
-    out[-1] = int(np.argmax(acc))
-    for t in range(n - 1, 0, -1):
-        out[t - 1] = back[t, out[t]]
-    return out
+_VOTE_S = 0.05  # resolution of turn boundaries in window mode
 
 
 def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
@@ -421,6 +422,8 @@ def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
         out.append((i, j, int(labels[i])))
         i = j
     return out
+
+
 def _absorb_short(runs: list[tuple[int, int, int]], min_len: int) -> list[tuple[int, int, int]]:
     """Runs shorter than ``min_len`` frames join a neighbour (the longer one), repeatedly."""
     runs = list(runs)

@@ -70,7 +70,10 @@ def process_file(
     gallery: SpeakerGallery | None = None,
     realtime: bool = False,
     stop: threading.Event | None = None,
+    resolve_merged: bool = True,
 ) -> FileResult:
+    """``resolve_merged``: report turns under the surviving id of a speaker merged later (split
+    repair), as a file report wants; False keeps each turn's id exactly as it was emitted live."""
     stop = stop or threading.Event()
     clock = MediaClock(realtime=realtime)
     source = FileAudioSource(path, clock)
@@ -91,21 +94,25 @@ def process_file(
         handle(vad.process(chunk))
     handle(vad.flush())
     # Ids may have been merged after a turn was emitted: report the surviving ids.
-    turns = [
-        t
-        if diarizer.resolve(t.speaker_id) == t.speaker_id
-        else SpeakerTurn(
-            t.segment_id,
-            t.t_start,
-            t.t_end,
-            diarizer.resolve(t.speaker_id),
-            t.embedding,
-            t.similarity,
-            t.is_new,
-            t.name,
-        )
-        for t in turns
-    ]
+    turns = (
+        turns
+        if not resolve_merged
+        else [
+            t
+            if diarizer.resolve(t.speaker_id) == t.speaker_id
+            else SpeakerTurn(
+                t.segment_id,
+                t.t_start,
+                t.t_end,
+                diarizer.resolve(t.speaker_id),
+                t.embedding,
+                t.similarity,
+                t.is_new,
+                t.name,
+            )
+            for t in turns
+        ]
+    )
     return FileResult(
         duration=source.stats().seconds,
         segments=tuple(segments),

@@ -43,10 +43,6 @@ class VoiceOptions:
     window_s: float = 2.0  # length of one embedding window (clustering)
     hop_s: float = 0.25  # step between windows inside a long segment
     min_segment_s: float = 0.3  # shorter segments get no embedding (too little voice)
-    # Fine windows (boundaries): short windows every fine_hop_s, scored against the speakers'
-    # centroids by the diarizer to place changes of speaker (0 disables them).
-    fine_window_s: float = 0.0
-    fine_hop_s: float = 0.1
     device: str = "cpu"
     threads: int = 1
 
@@ -67,9 +63,6 @@ class SegmentVoice:
     t_end: float
     spans: tuple[VoiceSpan, ...]  # empty when the segment is shorter than min_segment_s
     embedding: np.ndarray | None  # (256,) float32, L2-normalised mean of the spans
-    # Short windows (``fine_window_s`` every ``fine_hop_s``) for placing speaker changes; empty
-    # when disabled or the segment is shorter than two of them.
-    fine_spans: tuple[VoiceSpan, ...] = ()
 
 
 def _normalize_volume(wav: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
@@ -155,32 +148,15 @@ class VoiceEmbedder:
         win = max(1, int(round(self.options.window_s / MEL_STEP_S)))
         hop = max(1, int(round(self.options.hop_s / MEL_STEP_S)))
         bounds = window_bounds(len(mel), win, hop)
-        fine: list[tuple[int, int]] = []
-        if self.options.fine_window_s > 0 and self.options.fine_hop_s > 0:
-            fwin = max(1, int(round(self.options.fine_window_s / MEL_STEP_S)))
-            fhop = max(1, int(round(self.options.fine_hop_s / MEL_STEP_S)))
-            if len(mel) >= 2 * fwin:
-                fine = window_bounds(len(mel), fwin, fhop)
-        embs = self._embed_mels([mel[a:b] for a, b in bounds + fine])
-
-        def spans(bnds, vecs):
-            return tuple(
-                VoiceSpan(
-                    t_start=segment.t_start + a * MEL_STEP_S,
-                    t_end=min(segment.t_end, segment.t_start + b * MEL_STEP_S),
-                    embedding=e,
-                )
-                for (a, b), e in zip(bnds, vecs, strict=True)
+        embs = self._embed_mels([mel[a:b] for a, b in bounds])
+        spans = tuple(
+            VoiceSpan(
+                t_start=segment.t_start + a * MEL_STEP_S,
+                t_end=min(segment.t_end, segment.t_start + b * MEL_STEP_S),
+                embedding=e,
             )
-
-        coarse = embs[: len(bounds)]
-        mean = coarse.mean(axis=0)
-        mean = (mean / max(float(np.linalg.norm(mean)), 1e-8)).astype(np.float32)
-        return SegmentVoice(
-            segment.segment_id,
-            segment.t_start,
-            segment.t_end,
-            spans(bounds, coarse),
-            mean,
-            spans(fine, embs[len(bounds) :]),
+            for (a, b), e in zip(bounds, embs, strict=True)
         )
+        mean = embs.mean(axis=0)
+        mean = (mean / max(float(np.linalg.norm(mean)), 1e-8)).astype(np.float32)
+        return SegmentVoice(segment.segment_id, segment.t_start, segment.t_end, spans, mean)

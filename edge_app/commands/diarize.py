@@ -65,6 +65,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=dia.cluster_threshold,
         help="similarity at which voice windows are grouped as one person",
     )
+    g.add_argument(
+        "--merge-threshold",
+        type=float,
+        default=dia.merge_threshold,
+        help="centroid similarity needed to merge a young speaker into another (split repair)",
+    )
+    g.add_argument(
+        "--enroll-s",
+        type=float,
+        default=dia.enroll_s,
+        metavar="S",
+        help="a group of new voice windows with this much speech is always a new speaker",
+    )
     m = parser.add_argument_group("models")
     m.add_argument("--asr-model", metavar="PATH|SIZE", help="faster-whisper model dir or size")
     m.add_argument("--vad-model", metavar="PATH", help="Silero VAD v6 .onnx")
@@ -94,6 +107,8 @@ def _options(args: argparse.Namespace):
             DiarizerOptions(),
             new_threshold=args.new_threshold,
             cluster_threshold=args.cluster_threshold,
+            merge_threshold=args.merge_threshold,
+            enroll_s=args.enroll_s,
         ),
         asr=AsrOptions(model=args.asr_model, cpu_threads=args.asr_threads),
         vad_model=args.vad_model,
