@@ -24,9 +24,10 @@ BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def _default_gallery() -> Path:
-    from mlsan.registry import default_cache_dir
+    """$MLSAN_SPEAKERS_DIR/gallery.json, else $XDG_CACHE_HOME/mlsan-live/speakers/gallery.json."""
+    from mlsan.paths import user_cache_dir
 
-    return default_cache_dir().parent / "speakers.json"
+    return user_cache_dir("speakers", "MLSAN_SPEAKERS_DIR") / "gallery.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
