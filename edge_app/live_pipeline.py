@@ -388,11 +388,10 @@ class LivePipeline:
             from edge_app.video.sources import CameraOptions, CameraSource
 
             # Open (and read one frame) now so a missing camera fails before any model loads;
-            # the probe clock keeps media time 0 for when the threads start, not now.
-            cam = CameraSource(CameraOptions(index=opts.camera), MediaClock(realtime=True))
+            # opening does not start the clock, so media time 0 stays when the threads start.
+            cam = CameraSource(CameraOptions(index=opts.camera), clock)
             closers.append(cam.close)
             cam.open()
-            cam.clock = clock
             video_source, video_label = cam, f"camera {opts.camera}"
         elif opts.video is not None:
             from edge_app.video.sources import VideoFileSource

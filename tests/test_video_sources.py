@@ -184,3 +184,21 @@ def test_camera_that_hangs_or_dies_gives_one_clear_error(monkeypatch):
     camera = CameraSource(CameraOptions(index=0), MediaClock())
     with pytest.raises(CameraError, match="stopped sending frames"):
         list(camera.frames(threading.Event()))  # unplugged after 3 frames
+
+
+def test_opening_a_camera_early_does_not_start_the_run_clock(monkeypatch):
+    """The live app opens the camera before loading models (to fail fast); media time 0 must
+    still be when frames start flowing, not when the camera was probed."""
+    import cv2
+
+    from edge_app.video import sources
+
+    monkeypatch.setattr(sources, "_device_node_exists", lambda index: True)
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture(frames=10))
+    clock = MediaClock()
+    camera = CameraSource(CameraOptions(index=0), clock)
+    camera.open()
+    assert not clock.started
+    first = next(camera.frames(threading.Event()))
+    camera.close()
+    assert clock.started and first.t < 0.5

@@ -127,7 +127,8 @@ class CameraSource:
             raise CameraError(f"camera {opt.index} could not be opened or read: {self._fix()}")
         self._cap = cap
         self._first = image
-        self.clock.start()
+        # The clock starts with the first frame handed out (``_frame``), not here: a caller may
+        # open the camera early to fail fast, and media time 0 is when the run's threads start.
 
     def frames(self, stop: threading.Event) -> Iterator[VideoFrame]:
         """Yield frames until ``stop`` is set (opens the camera first if needed)."""
