@@ -83,6 +83,12 @@ class TextEncoder:
                 "sentence-transformers is not installed; fix: pip install sentence-transformers"
             ) from None
         try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # its "Loading weights" bar would break the UI
+        except ImportError:
+            pass
+        try:
             self._st = SentenceTransformer(
                 str(self.model_path), device=device, local_files_only=True
             )
