@@ -159,3 +159,24 @@ def test_dropped_samples_keep_the_timeline(silero, shared_data):
     for s in out:
         assert abs(len(s.samples) / SAMPLE_RATE - (s.t_end - s.t_start)) < 1e-6
         assert s.t_end <= 12.0 + 1e-6
+
+
+def test_adaptive_cut_ends_a_long_segment_at_a_brief_dip():
+    # A 0.13 s dip to 0.45 (a breath between two people): ignored early in a segment and by the
+    # default rules, but ends a segment that has lasted long_after_s.
+    dip = ((0.45, 0.13),)
+    probs = seq((0.0, 0.5), (0.9, 1.0), *dip, (0.9, 3.0), *dip, (0.9, 2.0), (0.0, 1.0))
+    assert len(run(probs, **OPTS)) == 1  # default: no adaptive cut
+    adaptive = dict(OPTS, long_after_s=2.5, long_min_silence_s=0.1, long_neg_threshold=0.5)
+    a, b = run(probs, **adaptive)
+    dip2 = frames(0.5) + frames(1.0) + frames(0.13) + frames(3.0)
+    assert a.end == dip2 + frames(0.1)  # cut at the second dip only, end padding kept
+    assert not a.truncated
+    assert b.start >= a.end and b.start <= dip2 + frames(0.13)
+    # A dip shallower than long_neg_threshold is not a cut.
+    assert len(run(seq((0.9, 4.0), (0.55, 0.3), (0.9, 2.0)), **adaptive)) == 1
+
+
+def test_adaptive_cut_options_are_checked():
+    with pytest.raises(VadError, match="long_after_s"):
+        VadStateMachine(VadOptions(long_after_s=20.0, max_segment_s=10.0))
