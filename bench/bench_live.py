@@ -19,7 +19,7 @@ Prints one JSON object. Per configuration (compared in the same run, same file, 
 Usage::
 
     python bench/bench_live.py [--audio ../shared/data/diarization/sample.wav] \
-        [--configs ort-seg10-asr2,torch-seg10-asr2,ort-seg10-asr1,ort-seg6-asr2] [--repeat 2]
+        [--configs ort-seg6-asr2,torch-seg6-asr2,ort-seg6-asr1,ort-seg10-asr2] [--repeat 2]
 
 Configurations are ``<backend>[-seg<N>][-asr<K>]``: emotion backend (ort = onnxruntime,
 torch), the VAD's maximum segment length N seconds (default 10 as in the app; a turn that
@@ -169,7 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--audio", default=str(REPO.parent / "shared/data/diarization/sample.wav"))
     parser.add_argument(
-        "--configs", default="ort-seg10-asr2,torch-seg10-asr2,ort-seg10-asr1,ort-seg6-asr2"
+        "--configs", default="ort-seg6-asr2,torch-seg6-asr2,ort-seg6-asr1,ort-seg10-asr2"
     )
     parser.add_argument("--context", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=1, help="runs per config (pooled)")

@@ -104,10 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     emo.add_argument(
         "--max-segment",
         type=float,
-        default=10.0,
+        default=6.0,
         metavar="SECONDS",
-        help="cut longer stretches of speech here (lower: less latency for a turn that ends "
-        "inside one; the diarizer needs ~10 s to split overlapping voices; default 10)",
+        help="cut longer stretches of speech here: lower bounds the latency of a turn that ends "
+        "inside one, higher lets the diarizer separate voices better (DER on the sample: 16.4%% "
+        "at 6 s, 14.0%% at 10 s, 1 speaker at 4 s); default 6",
     )
     emo.add_argument(
         "--context",
