@@ -28,8 +28,9 @@ from pathlib import Path
 from calibration.recording import Recording, RecordingError
 from engines.cache import default_engine_cache, onnx_cache_path
 from engines.errors import EngineMismatchError
-from engines.export import ExportResult, cached_onnx, file_sha256
+from engines.export import ExportResult, cached_onnx
 from engines.sidecar import Sidecar
+from mlsan.registry import file_sha256
 
 log = logging.getLogger(__name__)
 

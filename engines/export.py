@@ -8,7 +8,6 @@ so concurrent processes sharing the cache never read a half-written model.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -25,6 +24,7 @@ from engines.model import LoadedModel, example_tensors, load_model
 from engines.sidecar import Sidecar, TensorSpec
 from engines.types import INPUT_NAMES, OUTPUT_NAMES, ModelSignature
 from engines.versions import EXPORT_OPSET
+from mlsan.registry import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,6 @@ log = logging.getLogger(__name__)
 class ExportResult:
     onnx_path: Path
     sidecar: Sidecar
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tensor_specs(

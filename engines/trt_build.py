@@ -22,9 +22,9 @@ from packaging.version import Version
 
 from engines.cache import EngineKey, GpuInfo, engine_cache_path, sidecar_path
 from engines.errors import EngineBuildError, EngineMismatchError
-from engines.export import file_sha256
 from engines.sidecar import Sidecar
 from engines.versions import same_build
+from mlsan.registry import file_sha256
 
 log = logging.getLogger(__name__)
 

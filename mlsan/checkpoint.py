@@ -14,7 +14,6 @@ File format (``torch.save`` of a plain dict, loadable with ``weights_only=True``
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import nn
 from mlsan.config import ConfigError, MLSANConfig
 from mlsan.errors import CheckpointError
 from mlsan.model import build_model
+from mlsan.registry import file_sha256
 
 FORMAT = "mlsan-checkpoint"
 VERSION = 1
@@ -43,14 +43,6 @@ class LoadedCheckpoint:
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     sha256: str | None = None
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(

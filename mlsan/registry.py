@@ -144,9 +144,10 @@ def env_var_for(name: str) -> str:
     return f"MLSAN_MODEL_{name.upper()}"
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of one file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -163,9 +164,9 @@ def _dir_files(path: Path) -> list[Path]:
 def digest_path(path: Path) -> str:
     """sha256 of a file, or of a directory's sorted "<relpath> <sha256>" manifest."""
     if path.is_file():
-        return _file_sha256(path)
+        return file_sha256(path)
     manifest = "".join(
-        f"{f.relative_to(path).as_posix()} {_file_sha256(f)}\n" for f in _dir_files(path)
+        f"{f.relative_to(path).as_posix()} {file_sha256(f)}\n" for f in _dir_files(path)
     )
     return hashlib.sha256(manifest.encode()).hexdigest()
 

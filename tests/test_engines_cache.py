@@ -9,7 +9,6 @@ from packaging.version import Version
 
 from engines.cache import EngineKey, GpuInfo, engine_cache_path, sidecar_path
 from engines.errors import BackendUnavailableError, EngineMismatchError
-from engines.export import file_sha256
 from engines.sidecar import Sidecar, TensorSpec
 from engines.trt_build import ContextProfile, EngineBuildError, engine_key, plan_engine
 from engines.versions import (
@@ -20,6 +19,7 @@ from engines.versions import (
     require_same_build,
     same_build,
 )
+from mlsan.registry import file_sha256
 
 ORIN = GpuInfo("Orin", (8, 7))
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", (9, 0))

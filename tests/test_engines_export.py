@@ -13,7 +13,7 @@ import onnx
 import pytest
 import torch
 
-from engines.export import export_checkpoint, file_sha256
+from engines.export import export_checkpoint
 from engines.model import load_model
 from engines.sidecar import Sidecar
 from engines.trt_compat import check_tensorrt_compat
@@ -21,6 +21,7 @@ from engines.types import INPUT_NAMES, OUTPUT_NAMES, EmotionInputs
 from mlsan.checkpoint import save_checkpoint
 from mlsan.config import MLSANConfig
 from mlsan.model import MLSAN
+from mlsan.registry import file_sha256
 
 SHIPPED = Path(__file__).resolve().parent.parent / "mlsan" / "checkpoints" / "mlsan_meld.pt"
 ATOL = 1e-4

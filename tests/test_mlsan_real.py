@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from mlsan.checkpoint import file_sha256, load_checkpoint
-from mlsan.registry import default_registry
+from mlsan.checkpoint import load_checkpoint
+from mlsan.registry import default_registry, file_sha256
 from mlsan.speaker import SpeakerHistory
 
 REPO = Path(__file__).resolve().parent.parent
