@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
 from edge_app.commands import audio_devices as audio_devices_command
+from edge_app.commands import demo as demo_command
 from edge_app.commands import diarize as diarize_command
 from edge_app.commands import extract_meld as extract_meld_command
 from edge_app.commands import faces as faces_command
@@ -20,6 +22,7 @@ from mlsan.errors import run_guarded
 
 # Each module: NAME, HELP, add_arguments(parser), run(args) -> int.
 COMMANDS: tuple[ModuleType, ...] = (
+    demo_command,
     models_command,
     faces_command,
     extract_meld_command,
@@ -58,6 +61,9 @@ def build_live_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # OpenCV's FFmpeg prints its own lines ("moov atom not found") to the terminal before our
+    # one-line error about the same file; keep those quiet (set before cv2 is imported).
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     argv = list(sys.argv[1:] if argv is None else argv)
     by_name = {cmd.NAME: cmd for cmd in COMMANDS}
     if argv and argv[0] in by_name:

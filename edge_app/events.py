@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +85,43 @@ class EmotionEvent:
 def _r(x: float, nd: int = 4) -> float | None:
     x = float(x)
     return round(x, nd) if math.isfinite(x) else None
+
+
+def check_writable(path: str | os.PathLike[str], flag: str, create_folders: bool = False) -> None:
+    """Fail now, in one line, if ``path`` could not be written at the end of a run (before
+    minutes of model loading, or a whole session's enrollment, are spent). Writes nothing
+    that stays: a probe file in the folder is created and removed (that is what an atomic save
+    needs; root passes permission checks, so asking is not enough). ``create_folders``: the
+    writer creates missing folders (the gallery), so the nearest existing one is probed."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UserFacingError(f"{flag} {path} is a directory; fix: give a file path")
+    folder = target.parent
+    if not create_folders and not folder.is_dir():
+        raise UserFacingError(
+            f"{flag} {path}: folder {folder} does not exist; fix: create it first"
+        )
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserFacingError(f"{flag} {path}: {folder} is not a folder; fix: give another path")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise UserFacingError(f"{flag} {path} is read-only; fix: check its permissions")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mlsan-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserFacingError(
+            f"{flag} {path}: cannot write in {folder} ({exc.strerror}); fix: check its "
+            "permissions or give another path"
+        ) from None
+
+
+def check_writable_target(target: str, flag: str = "--events") -> None:
+    """:func:`check_writable` for an event target ('-' is stdout: nothing to check)."""
+    if target != "-":
+        check_writable(target, flag)
 
 
 class EventWriter:

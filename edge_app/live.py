@@ -30,17 +30,19 @@ def _default_gallery() -> Path:
     return user_cache_dir("speakers", "MLSAN_SPEAKERS_DIR") / "gallery.json"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None:
+    """The live run's flags; ``sources=False`` leaves out the source flags (``demo``)."""
     src = parser.add_argument_group("sources (one of --camera, --video, --audio; or a mix)")
-    src.add_argument(
-        "--camera",
-        type=int,
-        metavar="INDEX",
-        help="webcam index (OpenCV); audio from the microphone unless --audio is given",
-    )
-    src.add_argument("--video", metavar="FILE", help="replay a video file (its audio too)")
-    src.add_argument("--audio", metavar="FILE", help="replay an audio file (wav/flac/...)")
-    src.add_argument("--mic", metavar="DEVICE", help="microphone index or name (with --camera)")
+    if sources:
+        src.add_argument(
+            "--camera",
+            type=int,
+            metavar="INDEX",
+            help="webcam index (OpenCV); audio from the microphone unless --audio is given",
+        )
+        src.add_argument("--video", metavar="FILE", help="replay a video file (its audio too)")
+        src.add_argument("--audio", metavar="FILE", help="replay an audio file (wav/flac/...)")
+        src.add_argument("--mic", metavar="DEVICE", help="microphone index or name (with --camera)")
     pace = src.add_mutually_exclusive_group()
     pace.add_argument(
         "--realtime",
@@ -69,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--refresh", type=float, default=4.0, metavar="HZ", help="UI redraws per second (default 4)"
     )
     out.add_argument("--debug", action="store_true", help="print tracebacks of stage failures")
+    out.add_argument(
+        "--record-inputs",
+        metavar="FILE",
+        help="save a sample of the model's real inputs (.npz) for INT8 calibration: "
+        "mlsan-engine calibrate --recording FILE",
+    )
     # After the run has flushed its events and saved the gallery, leave at once instead of
     # waiting 1-3 s for Python to tear down torch/CTranslate2/onnxruntime (Ctrl-C should feel
     # instant). In-process callers (tests) pass --no-fast-exit or set fast_exit=False.
@@ -161,8 +169,12 @@ def options_from_args(args: argparse.Namespace):
     if args.camera is not None and args.video is not None:
         raise UserFacingError("--camera and --video both give video; fix: keep one of them")
     for flag, value in (("--video", args.video), ("--audio", args.audio)):
+        if value is not None and Path(value).expanduser().is_dir():
+            raise UserFacingError(f"{flag} {value} is a directory; fix: give a media file in it")
         if value is not None and not Path(value).expanduser().is_file():
             raise UserFacingError(f"{flag} {value}: no such file; fix: check the path")
+    if args.video is not None and args.audio is None:
+        _check_has_sound(Path(args.video).expanduser())
     if args.backend.strip().lower() not in (*BACKEND_CHOICES, "ort", "onnx", "trt"):
         raise UserFacingError(
             f"unknown backend {args.backend!r}; fix: use one of {', '.join(BACKEND_CHOICES)}"
@@ -182,11 +194,19 @@ def options_from_args(args: argparse.Namespace):
             "--events - writes to stdout, where the terminal UI draws; fix: add --headless or "
             "write the events to a file"
         )
+    # Everything the run writes is checked now, not after minutes of loading or a session.
+    from edge_app.events import check_writable, check_writable_target
+
+    if args.events is not None:
+        check_writable_target(args.events, "--events")
+    if getattr(args, "record_inputs", None):
+        check_writable(args.record_inputs, "--record-inputs")
     gallery = None
     if not args.no_gallery:
         gallery = Path(args.gallery).expanduser() if args.gallery else _default_gallery()
         if gallery.is_dir():
             raise UserFacingError(f"--gallery {gallery} is a directory; fix: give a file path")
+        check_writable(gallery, "--gallery", create_folders=True)
     model_paths = tuple(
         (spec.name, getattr(args, spec.flag.lstrip("-").replace("-", "_")))
         for spec in MODEL_SPECS
@@ -213,30 +233,128 @@ def options_from_args(args: argparse.Namespace):
     )
 
 
-def _sigterm_like_ctrl_c() -> None:
-    """``kill`` (SIGTERM) stops a run as cleanly as Ctrl-C: events flushed, gallery saved."""
-    import signal
-    import threading
+def _check_has_sound(video: Path) -> None:
+    """A video without a sound track cannot be replayed here: every emotion starts from speech
+    (the words and the voice of a turn). Say so before anything loads."""
+    try:
+        import av
 
-    if threading.current_thread() is not threading.main_thread():
+        with av.open(str(video)) as container:
+            has_sound = bool(container.streams.audio)
+    except Exception:  # noqa: BLE001 - unreadable: the video source reports it in one line
         return
+    if not has_sound:
+        raise UserFacingError(
+            f"--video {video} has no sound track, and emotions here start from speech (who "
+            "says what, in which voice); fix: give the conversation's sound with --audio FILE, "
+            f"or track the faces alone with: mlsan-live faces {video}"
+        )
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+class _Signals:
+    """SIGINT/SIGTERM outside the threaded run (while loading, while printing the summary):
+    the first raises KeyboardInterrupt (stop loading: exit 130), later ones are ignored so the
+    clean-up is not cut in half. During the run ``Runtime.run`` owns both signals (drain)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def __call__(self, signum, frame) -> None:
+        self.seen += 1
+        if self.seen == 1:
+            raise KeyboardInterrupt
+
+    def install(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self)
+            signal.signal(signal.SIGTERM, self)
+
+
+class _LoadingLine:
+    """ "loading <model>..." on stderr while the models load (9-17 s on a small CPU), when stderr
+    is a terminal; transient (erased when the run starts), so it never mixes with the UI."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._status = None
+        if enabled:
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status("mlsan-live: opening the sources…")
+            self._status.start()
+
+    def model(self, found) -> None:
+        if self._status is not None:
+            self._status.update(f"mlsan-live: loading {found.spec.role}…")
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+class _RecordingBackend:
+    """The emotion backend, recording every input it is given (``--record-inputs``)."""
+
+    def __init__(self, backend, recorder) -> None:
+        self._backend = backend
+        self._recorder = recorder
+
+    def infer(self, inputs):
+        out = self._backend.infer(inputs)
+        self._recorder.record(inputs)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+
+def _record_inputs(pipeline, path: Path) -> None:
+    from calibration.recorder import InputRecorder
+
+    recorder = InputRecorder()
+    loaded = pipeline.loaded
+    loaded.backend = _RecordingBackend(loaded.backend, recorder)
+
+    def save() -> None:
+        if len(recorder):
+            recorder.save(path)
+        else:
+            print(f"mlsan-live: --record-inputs: no utterance, {path} not written", file=sys.stderr)
+
+    pipeline.runtime.on_stop("record-inputs", save)
 
 
 def run(args: argparse.Namespace) -> int:
+    """The live run. Exit code: 0 finished, 1 a stage (or the gallery save) failed, 2 a bad
+    flag/file/model, 130 interrupted (Ctrl-C or SIGTERM, while loading or running)."""
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="mlsan-live: %(message)s")
     from edge_app.live_pipeline import LivePipeline
 
-    pipeline = LivePipeline(options_from_args(args))
-    _sigterm_like_ctrl_c()
+    options = options_from_args(args)
+    signals = _Signals()
+    signals.install()
+    pipeline = LivePipeline(options)
+    rc = 130
     try:
+        loading = _LoadingLine(enabled=sys.stderr.isatty())
+        pipeline.on_resolve = loading.model
+        try:
+            pipeline.open()  # sources, then every model (verified): one-line errors
+        finally:
+            loading.stop()
+        if getattr(args, "record_inputs", None):
+            _record_inputs(pipeline, Path(args.record_inputs).expanduser())
         rc = pipeline.run()
+        if pipeline.runtime.interrupted:
+            rc = 130
+    except KeyboardInterrupt:
+        print("mlsan-live: interrupted", file=sys.stderr)
+        rc = 130
     except UserFacingError as exc:
         if not getattr(args, "fast_exit", False):
             raise

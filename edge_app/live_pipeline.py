@@ -365,6 +365,7 @@ class LivePipeline:
         self.events_written = 0
         self._cpu0 = time.process_time()
         self._closers: list[Callable[[], None]] = []  # what ``open`` opened, to release at the end
+        self.on_resolve: Callable | None = None  # registry hook: "loading <model>" (edge_app.live)
 
     # -- opening ----------------------------------------------------------------------------
     def open(self) -> Loaded:
@@ -381,7 +382,7 @@ class LivePipeline:
             )
         from mlsan.registry import default_registry
 
-        registry = default_registry(dict(opts.model_paths))
+        registry = default_registry(dict(opts.model_paths), on_resolve=self.on_resolve)
         # A camera is live: everything then runs on the wall clock, whatever --fast says.
         clock = MediaClock(realtime=True if opts.camera is not None else opts.realtime)
         video_source = video_label = None
@@ -431,7 +432,9 @@ class LivePipeline:
 
         # The gallery before the heavy models: a corrupt one fails at once (it is never
         # overwritten; the message says how to move it away).
-        gallery = SpeakerGallery(opts.gallery) if opts.gallery is not None else None
+        from edge_app.audio.voice import EMBED_DIM
+
+        gallery = None if opts.gallery is None else SpeakerGallery(opts.gallery, EMBED_DIM)
         loaded.diarizer = OnlineDiarizer(gallery=gallery)
         known = {p.speaker_id for p in loaded.diarizer.speakers()}
         for sid, name in opts.names:
@@ -514,6 +517,8 @@ class LivePipeline:
         featurizer = UtteranceFeaturizer(ld.info, ld.text_encoder, features)
         window = DialogueWindow(ld.info, features)
         sinks: list[Callable[[EmotionEvent], None]] = []
+        # The gallery is saved before the summary is written, so a failed save shows there.
+        rt.on_stop("gallery", self._save_gallery)
         if opts.events is not None:
             self.writer = EventWriter(opts.events)
             rt.on_stop("events", self._close_events)
@@ -532,7 +537,6 @@ class LivePipeline:
             self.face_stage_adapter = FaceStage(ld.face_stage, progress)
             rt.add_source("video-source", ld.video_source.frames, [frames_q])
             rt.add_stage("faces", self.face_stage_adapter, frames_q)
-        rt.on_stop("gallery", self._save_gallery)
         # Never release a model under a thread that did not stop (native code could crash).
         rt.on_stop("close", self.close)
 

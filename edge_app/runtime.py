@@ -13,9 +13,15 @@ Shape of a run (built by ``edge_app.live_pipeline``)::
 * End of stream: a source that ends puts :data:`END` on its queue; each stage flushes and
   forwards it; a queue fed by several producers hands out END once all of them have ended. The
   run is over when every sink stage has seen END.
-* One stop ``threading.Event``: Ctrl-C, a failing stage or :meth:`Runtime.stop` set it; every
+* Stopping. A failing stage or :meth:`Runtime.stop` sets one stop ``threading.Event``; every
   worker blocks on its queue with a timeout and checks it, so all stop within ``stop_timeout_s``.
   A stage that raises is reported by name (:class:`StageFailure`) and stops the run cleanly.
+  Ctrl-C or SIGTERM (or :meth:`Runtime.interrupt`) *drains* instead: the sources stop and end
+  their streams, so every stage finishes what was already heard (the VAD flushes its open
+  segment, speech recognition transcribes it, its emotion is written), for at most
+  ``drain_timeout_s``; a second signal cuts the drain short. While :meth:`Runtime.run` runs on
+  the main thread it owns SIGINT and SIGTERM: a signal only counts (no exception lands inside a
+  hook), so the on-stop hooks (summary record, gallery save) always run, once.
 * Stats (:meth:`Runtime.stats`) are immutable snapshots: queue depths, high-water marks, drops,
   per-stage item counts, latency (median/p95/last) and CPU seconds (thread CPU time).
 """
@@ -24,10 +30,12 @@ from __future__ import annotations
 
 import enum
 import queue
+import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -268,9 +276,20 @@ class _Worker:
 class Runtime:
     """Owns the threads of one run. Add sources and stages, then :meth:`run`."""
 
-    def __init__(self, stop_timeout_s: float = 2.0, get_timeout_s: float = 0.1) -> None:
-        self.stop_event = threading.Event()
+    # How often the main thread looks at the interrupt counter and the end of the run.
+    POLL_S = 0.05
+
+    def __init__(
+        self,
+        stop_timeout_s: float = 2.0,
+        get_timeout_s: float = 0.1,
+        drain_timeout_s: float = 2.0,
+    ) -> None:
+        self.stop_event = threading.Event()  # hard stop: every thread leaves at once
+        # Sources only: set by a hard stop and by an interrupt (then the stages drain).
+        self.sources_stop = threading.Event()
         self.stop_timeout_s = stop_timeout_s
+        self.drain_timeout_s = drain_timeout_s
         self.get_timeout_s = get_timeout_s
         self._queues: list[StageQueue] = []
         self._workers: list[_Worker] = []
@@ -282,7 +301,11 @@ class Runtime:
         self._t0: float | None = None
         self._on_stop: list[tuple[str, Callable[[], None]]] = []
         self.interrupted = False
+        self.drained: bool | None = None  # after an interrupt: did every sink reach END in time
         self.unstopped: tuple[str, ...] = ()
+        # Signals seen while running. A plain int written by the signal handler (which must not
+        # take a lock the interrupted main thread may hold) and read by the main thread's loop.
+        self._interrupts = 0
 
     # -- building -------------------------------------------------------------------------
     def queue(self, name: str, maxsize: int, policy: Overflow, **kwargs: Any) -> StageQueue:
@@ -308,14 +331,16 @@ class Runtime:
         def body() -> None:
             t_cpu = time.thread_time()
             try:
-                for item in iterate(self.stop_event):
+                # The source sees ``sources_stop``: on an interrupt it ends its stream normally
+                # (END follows), so the stages behind it drain.
+                for item in iterate(self.sources_stop):
                     if on_item is not None:
                         on_item(item)
                     meter.items += 1
                     meter.cpu_s = time.thread_time() - t_cpu
                     for q in outs:
                         q.put(item, self.stop_event)
-                    if self.stop_event.is_set():
+                    if self.sources_stop.is_set():
                         break
             finally:
                 meter.cpu_s = time.thread_time() - t_cpu
@@ -405,9 +430,58 @@ class Runtime:
             w.thread.start()
 
     def stop(self) -> None:
-        """Ask every thread to stop (idempotent, callable from any thread)."""
+        """Ask every thread to stop now (idempotent, callable from any thread)."""
         self.stop_event.set()
+        self.sources_stop.set()
         self._all_done.set()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop the sources and drain (see the module docstring); a second call stops
+        at once. Only counts, so it is safe in a signal handler; :meth:`run` acts on it."""
+        self._interrupts += 1
+
+    @contextmanager
+    def _signals_counted(self):
+        """On the main thread, SIGINT and SIGTERM only call :meth:`interrupt` while the run
+        lasts (restored after), so no KeyboardInterrupt can cut a hook in half."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda _signum, _frame: self.interrupt())
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _wait_for_end(self, on_tick: Callable[[], None] | None, tick_s: float) -> None:
+        """Main-thread loop: the end of the run, a failure, or an interrupt (then a bounded
+        drain, cut short by a second interrupt)."""
+        next_tick = time.monotonic() + tick_s
+        drain_deadline: float | None = None
+        while True:
+            try:
+                if self._all_done.wait(self.POLL_S):
+                    break
+            except KeyboardInterrupt:  # a caller's own SIGINT handler (not inside run())
+                self.interrupt()
+            now = time.monotonic()
+            if self._interrupts and drain_deadline is None:
+                self.interrupted = True
+                self.sources_stop.set()
+                drain_deadline = now + self.drain_timeout_s
+            if drain_deadline is not None and (self._interrupts > 1 or now >= drain_deadline):
+                break
+            if on_tick is not None and now >= next_tick:
+                next_tick = now + tick_s
+                on_tick()
+        if self._interrupts and not self.interrupted:  # came in as the run ended by itself
+            self.interrupted = True
+        if self.interrupted:
+            with self._sinks_lock:
+                self.drained = self._sinks_left <= 0 and not self.stop_event.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the run ends (all sinks done, a failure, or stop). True when it ended."""
@@ -418,15 +492,12 @@ class Runtime:
 
         Raises :class:`StageFailure` naming the first stage that failed.
         """
-        self.start()
-        try:
-            while not self.wait(tick_s):
-                if on_tick is not None:
-                    on_tick()
-        except KeyboardInterrupt:
-            self.interrupted = True
-        finally:
-            self.shutdown()
+        with self._signals_counted():
+            self.start()
+            try:
+                self._wait_for_end(on_tick, tick_s)
+            finally:
+                self.shutdown()
         self.raise_failure()
 
     def shutdown(self) -> None:

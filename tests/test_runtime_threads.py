@@ -6,7 +6,9 @@ real file replay of ../shared/data/diarization/sample.wav.
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import threading
 import time
 
@@ -264,3 +266,67 @@ def test_ui_refreshes_from_snapshots_while_pipeline_runs(wav):
     screen = text.export_text()
     assert "spk1" in screen and "spk2" in screen and "JOY" in screen and "words" in screen
     assert "latency" in screen and "emotion" in screen
+
+
+def _sigint_after(seconds: float) -> threading.Timer:
+    """A real Ctrl-C (SIGINT to this process) from another thread, as a terminal sends it."""
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def test_ctrl_c_drains_what_was_already_heard(wav):
+    """Ctrl-C stops the source; every chunk it had produced still reaches the sink, and the
+    stages flush (a VAD's open segment, the last utterance), within the drain bound."""
+    src = FileAudioSource(wav, MediaClock(realtime=True))
+    rt = Runtime(stop_timeout_s=2.0, drain_timeout_s=2.0)
+    audio = rt.queue("audio", 256, Overflow.BLOCK)
+    feats = rt.queue("energy", 256, Overflow.BLOCK)
+    # 50 ms per 32 ms chunk: a backlog builds up, as behind a busy speech recogniser.
+    energy, sink = Energy(delay_s=0.05, slow_items=10_000), Collect()
+    rt.add_source("audio-file", src.chunks, [audio])
+    rt.add_stage("energy", energy, audio, [feats])
+    rt.add_stage("sink", sink, feats)
+    hooks: list[str] = []
+    rt.on_stop("events", lambda: hooks.append("summary"))
+    _sigint_after(1.5)
+    t0 = time.monotonic()
+    rt.run()
+    took = time.monotonic() - t0
+    assert rt.interrupted and rt.drained
+    assert took < 1.5 + 2.0 + 0.5, took
+    produced = rt.stats().stage("audio-file").items
+    assert 0 < produced < 30 * 16000 / 512 / 2  # cut short, well before the end of the file
+    assert energy.flushed and sink.items[-1][0] == "flush"  # the stream ended, not aborted
+    delivered = sum(it[2] for it in sink.items[:-1])
+    assert delivered == produced * 512  # nothing heard was lost
+    assert hooks == ["summary"] and rt.unstopped == ()
+
+
+def test_second_ctrl_c_cuts_the_drain_short_and_never_skips_a_hook(wav):
+    src = FileAudioSource(wav, MediaClock(realtime=False))
+    rt = Runtime(stop_timeout_s=1.0, drain_timeout_s=5.0)
+    audio = rt.queue("audio", 64, Overflow.BLOCK)
+    rt.add_source("audio-file", src.chunks, [audio])
+    slow = Energy(delay_s=0.3, slow_items=10_000)  # a drain of the backlog would take 19 s
+    rt.add_stage("slow", slow, audio, [out := rt.queue("out", 256, Overflow.BLOCK)])
+    rt.add_stage("sink", Collect(), out)
+    hooks: list[str] = []
+
+    def summary():
+        os.kill(os.getpid(), signal.SIGINT)  # a third Ctrl-C while the summary is written
+        threading.Event().wait(0.2)
+        hooks.append("summary")
+
+    rt.on_stop("events", summary)
+    rt.on_stop("gallery", lambda: hooks.append("gallery"))
+    _sigint_after(0.5)
+    _sigint_after(0.6)
+    t0 = time.monotonic()
+    rt.run()
+    took = time.monotonic() - t0
+    assert rt.interrupted and rt.drained is False
+    assert took < 0.6 + 1.0 + 0.2 + 0.7, took  # not the 5 s drain, let alone 19 s
+    assert hooks == ["summary", "gallery"]
+    # run() gave SIGINT back: the default handler is in place again.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -44,9 +44,26 @@ class GallerySpeaker:
     seconds: float  # seconds of speech behind the centroid
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
 class SpeakerGallery:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, embedding_dim: int | None = None) -> None:
+        """``embedding_dim``: the voice model's; a gallery of another size is refused."""
         self.path = Path(path).expanduser()
+        self.embedding_dim = embedding_dim
+
+    def _remove_stale_temps(self) -> None:
+        """Temp files of a save that was killed (``.NAME.PID.*.tmp``) whose process is gone."""
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            pid = tmp.name[len(self.path.name) + 2 :].split(".", 1)[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue  # another process is saving right now
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
     def _corrupt(self, why: str) -> GalleryError:
         return GalleryError(
@@ -64,9 +81,10 @@ class SpeakerGallery:
                 f"cannot read speaker gallery {self.path} ({exc.strerror}); fix: check its "
                 "permissions or pass another --gallery"
             ) from None
+        self._remove_stale_temps()
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError) as exc:
             raise self._corrupt(f"not JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise self._corrupt("no 'format' header")
@@ -76,6 +94,12 @@ class SpeakerGallery:
         speakers = data.get("speakers")
         if not isinstance(dim, int) or not isinstance(speakers, list):
             raise self._corrupt("missing 'embedding_dim' or 'speakers'")
+        if self.embedding_dim is not None and dim != self.embedding_dim:
+            raise GalleryError(
+                f"speaker gallery {self.path} holds {dim}-d voices, the voice model gives "
+                f"{self.embedding_dim}-d; it was left untouched; fix: pass another --gallery "
+                "(or move this one away) for this voice model"
+            )
         out: list[GallerySpeaker] = []
         seen: set[str] = set()
         for i, s in enumerate(speakers):
@@ -85,8 +109,10 @@ class SpeakerGallery:
                 centroid = np.asarray(s["centroid"], dtype=np.float32)
                 count = int(s.get("count", 1))
                 seconds = float(s.get("seconds", 0.0))
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 raise self._corrupt(f"speaker #{i}: {exc!r}") from None
+            if count < 1 or not (np.isfinite(seconds) and seconds >= 0):
+                raise self._corrupt(f"speaker {sid}: count/seconds out of range")
             if centroid.shape != (dim,) or not np.all(np.isfinite(centroid)):
                 raise self._corrupt(f"speaker {sid}: centroid is not {dim} finite numbers")
             if sid in seen:
@@ -124,7 +150,9 @@ class SpeakerGallery:
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+            self._remove_stale_temps()
+            prefix = f".{self.path.name}.{os.getpid()}."  # the pid: whose temp file this is
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     json.dump(data, handle, indent=1)
@@ -144,3 +172,13 @@ class SpeakerGallery:
                 f"cannot write speaker gallery {self.path} ({exc.strerror}); fix: check the "
                 "folder exists and is writable, or pass another --gallery"
             ) from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
