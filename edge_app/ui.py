@@ -9,10 +9,15 @@ Per speaker: name or id, whether a face is bound and seen, the current (smoothed
 its confidence, the trend over the last minute (one coloured letter per utterance), the last
 words, and the trust the model's gate gave voice, face and words. Header: sources, backend,
 media time, frame rate. Footer: per-stage latency, end-of-utterance-to-emotion latency, drops.
+
+When that does not fit the terminal (an 80x24 window: two panels already fill it), the screen
+becomes compact: one line of header, one table row per speaker (every speaker stays visible),
+two lines of footer. The layout is chosen by measuring the full one at the terminal's size.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,8 +180,90 @@ def footer(snap: UiSnapshot) -> RenderableType:
     return Group(*parts)
 
 
-def render(snap: UiSnapshot, width: int = 120) -> RenderableType:
-    """The whole screen; speaker panels side by side as the terminal ``width`` allows."""
+def _lines(renderable: RenderableType, width: int) -> int:
+    """Terminal lines ``renderable`` takes at ``width`` columns."""
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    return len(console.render_lines(renderable, console.options, pad=False))
+
+
+def _compact_header(snap: UiSnapshot) -> RenderableType:
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append("mlsan-live", style="bold cyan")
+    line.append(f"  t={snap.media_t:.1f}s  {snap.status}  │  {snap.header.sources}")
+    line.append(f"  │  {snap.header.backend}", style="dim")
+    return line
+
+
+def _compact_speakers(snap: UiSnapshot) -> RenderableType:
+    """One row per speaker: who, face, current emotion, trend, trust, last words."""
+    table = Table(box=None, padding=(0, 1), expand=True, show_edge=False, header_style="dim")
+    table.add_column("speaker", no_wrap=True, overflow="ellipsis", max_width=18)
+    table.add_column("feels", no_wrap=True)
+    table.add_column("face", no_wrap=True)
+    table.add_column("trust w/v/f", no_wrap=True)
+    table.add_column("trend · said", no_wrap=True, overflow="ellipsis", ratio=1)
+    has_video = snap.video_fps is not None
+    for st in snap.speakers:
+        feels = Text((st.label or "…").upper(), style=style_of(st.label))
+        feels.append(f" {st.confidence:.0%}")
+        if st.face_track is not None:
+            face = f"#{st.face_track}{'' if st.face_seen else '?'}"
+        else:
+            face = "…" if has_video else "—"
+        trust = " ".join(f"{w:.2f}"[1:] if w < 1 else "1.0" for _m, w in st.trust) or "—"
+        said = Text()
+        for pt in st.history[-6:]:
+            said.append(pt.label[:1].upper(), style=style_of(pt.label))
+        said.append(f" “{st.last_text.strip() or '…'}”", style="italic")
+        table.add_row(f"{st.display_name} ·{st.n_utterances}", feels, face, trust, said)
+    return table
+
+
+def _compact_footer(snap: UiSnapshot) -> RenderableType:
+    e2e = Text("end → emotion ", style="dim", no_wrap=True, overflow="ellipsis")
+    if snap.latency_p50_s is None:
+        e2e.append("—")
+    else:
+        e2e.append(f"p50 {snap.latency_p50_s:.2f}s p95 {snap.latency_p95_s:.2f}s")
+    e2e.append(f" ({snap.utterances} utt.)  drops ", style="dim")
+    drops = [f"{q.name} {q.dropped}" for q in snap.stats.queues if q.dropped]
+    e2e.append(", ".join(drops) or "none", style="red" if drops else "")
+    if snap.audio_dropped_s:
+        e2e.append(f" audio lost {snap.audio_dropped_s:.2f}s", style="red")
+    stages = Text("latency ", style="dim", no_wrap=True, overflow="ellipsis")
+    stages.append(
+        " · ".join(
+            f"{st.name} {_ms(st.latency_median_ms)}"
+            for st in snap.stats.stages
+            if st.latency_median_ms is not None
+        )
+    )
+    parts: list[RenderableType] = [e2e, stages]
+    for err in snap.stats.errors[:1]:
+        parts.append(Text(f"error {err}", style="bold red", no_wrap=True, overflow="ellipsis"))
+    return Group(*parts)
+
+
+def render_compact(snap: UiSnapshot) -> RenderableType:
+    """The screen for a small terminal: header and footer lines, a row per speaker."""
+    if snap.speakers:
+        body: RenderableType = _compact_speakers(snap)
+    else:
+        body = Text("listening… nobody has spoken yet", style="dim")
+    return Group(_compact_header(snap), body, _compact_footer(snap))
+
+
+def render(snap: UiSnapshot, width: int = 120, height: int | None = None) -> RenderableType:
+    """The whole screen: speaker panels side by side as the terminal ``width`` allows, or,
+    when that is taller than ``height`` lines, the compact screen."""
+    full = render_full(snap, width)
+    if height is not None and _lines(full, width) > height:
+        return render_compact(snap)
+    return full
+
+
+def render_full(snap: UiSnapshot, width: int = 120) -> RenderableType:
+    """Header, a panel per speaker, footer."""
     if snap.speakers:
         body = Table.grid(expand=True, padding=(0, 1))
         per_row = max(1, min(len(snap.speakers), width // 60, 3))
@@ -224,7 +311,7 @@ class TerminalUI:
         self._thread.start()
 
     def _render(self) -> RenderableType:
-        return render(self._snapshot(), self.console.width)
+        return render(self._snapshot(), self.console.width, self.console.height)
 
     def poke(self) -> None:
         """Redraw now (a new emotion is ready) instead of at the next tick; any thread."""
