@@ -194,8 +194,10 @@ def _compact_header(snap: UiSnapshot) -> RenderableType:
     return line
 
 
-def _compact_speakers(snap: UiSnapshot) -> RenderableType:
-    """One row per speaker: who, face, current emotion, trend, trust, last words."""
+def _compact_speakers(snap: UiSnapshot, width: int) -> RenderableType:
+    """One row per speaker: who, face, current emotion, trend, trust, last words (their end:
+    the newest words matter most)."""
+    keep = max(12, width - 64)  # what the other columns leave at this width
     table = Table(box=None, padding=(0, 1), expand=True, show_edge=False, header_style="dim")
     table.add_column("speaker", no_wrap=True, overflow="ellipsis", max_width=18)
     table.add_column("feels", no_wrap=True)
@@ -214,7 +216,10 @@ def _compact_speakers(snap: UiSnapshot) -> RenderableType:
         said = Text()
         for pt in st.history[-6:]:
             said.append(pt.label[:1].upper(), style=style_of(pt.label))
-        said.append(f" “{st.last_text.strip() or '…'}”", style="italic")
+        words = st.last_text.strip() or "…"
+        if len(words) > keep:
+            words = "…" + words[-(keep - 1) :]
+        said.append(f" “{words}”", style="italic")
         table.add_row(f"{st.display_name} ·{st.n_utterances}", feels, face, trust, said)
     return table
 
@@ -244,10 +249,10 @@ def _compact_footer(snap: UiSnapshot) -> RenderableType:
     return Group(*parts)
 
 
-def render_compact(snap: UiSnapshot) -> RenderableType:
+def render_compact(snap: UiSnapshot, width: int = 80) -> RenderableType:
     """The screen for a small terminal: header and footer lines, a row per speaker."""
     if snap.speakers:
-        body: RenderableType = _compact_speakers(snap)
+        body: RenderableType = _compact_speakers(snap, width)
     else:
         body = Text("listening… nobody has spoken yet", style="dim")
     return Group(_compact_header(snap), body, _compact_footer(snap))
@@ -258,7 +263,7 @@ def render(snap: UiSnapshot, width: int = 120, height: int | None = None) -> Ren
     when that is taller than ``height`` lines, the compact screen."""
     full = render_full(snap, width)
     if height is not None and _lines(full, width) > height:
-        return render_compact(snap)
+        return render_compact(snap, width)
     return full
 
 

@@ -68,6 +68,7 @@ def test_80x24_shows_the_footer_and_every_speaker(n_speakers):
     assert "Alice (spk1)" in text
     for i in range(2, n_speakers + 1):
         assert f"spk{i}" in text, text
+    assert "cutting off”" in text  # the newest words of each speaker, not the oldest
     assert "p95 0.47s" in text and "drops" in text  # the footer
     assert "mlsan-live" in screen[0]  # the header
 
