@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="ML-SAN checkpoint (default: the registry's mlsan_meld.pt)",
     )
-    parser.add_argument("--data", default="../shared/data/meld", help="MELD CSV folder")
+    parser.add_argument("--data", required=True, help="MELD CSV folder (*_sent_emo.csv)")
     parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
     parser.add_argument("--features", default=None, help="folder with <split>.npz feature store")
     parser.add_argument("--cache-dir", default=None, help="text feature cache folder")
