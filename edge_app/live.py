@@ -32,7 +32,10 @@ def _default_gallery() -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None:
     """The live run's flags; ``sources=False`` leaves out the source flags (``demo``)."""
-    src = parser.add_argument_group("sources (one of --camera, --video, --audio; or a mix)")
+    title = "sources (one of --camera, --video, --audio; or a mix)"
+    if not sources:
+        title = "pace (the source is the packaged recording)"
+    src = parser.add_argument_group(title)
     if sources:
         src.add_argument(
             "--camera",

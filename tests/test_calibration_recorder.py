@@ -1,4 +1,5 @@
-"""The input recorder the live runtime calls, and recordings on disk."""
+"""The input recorder the live run calls (`mlsan-live --record-inputs FILE`, checked end to end in
+test_live_replay.py), and recordings on disk."""
 
 from __future__ import annotations
 

@@ -82,3 +82,15 @@ def test_bad_subcommand_flag_is_one_line():
     result = run_cli("models", "--frobnicate")
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_demo_takes_the_run_flags_but_not_the_sources():
+    result = run_cli("--help")
+    assert "demo" in result.stdout
+    result = run_cli("demo", "--help")
+    assert result.returncode == 0
+    for flag in ("--headless", "--events", "--fast", "--backend", "--gallery", "--record-inputs"):
+        assert flag in result.stdout
+    assert "--audio" not in result.stdout and "--camera" not in result.stdout
+    result = run_cli("demo", "--audio", "talk.wav")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
