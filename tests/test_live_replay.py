@@ -223,13 +223,15 @@ def test_sigterm_twice_still_writes_summary_and_gallery(wav, checkpoint, tmp_pat
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        first = _wait_for(
-            lambda: [r for r in _complete_records(events) if r["type"] == "utterance"],
+        # Two utterances in, the next turn is being transcribed: stopping takes a moment, and
+        # the second signal lands inside it (it once cut the summary and the gallery save).
+        two = _wait_for(
+            lambda: len([r for r in _complete_records(events) if r["type"] == "utterance"]) >= 2,
             timeout=90,
         )
-        assert first, proc.stderr.read() if proc.poll() is not None else "no utterance"
+        assert two, proc.stderr.read() if proc.poll() is not None else "no utterance"
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.05)
+        time.sleep(0.03)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
     finally:
