@@ -267,18 +267,26 @@ class _Signals:
         if self.seen == 1:
             raise KeyboardInterrupt
 
-    def install(self) -> None:
+    def install(self) -> dict:
+        """Handle both signals (main thread only); returns the handlers to put back."""
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self)
-            signal.signal(signal.SIGTERM, self)
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def restore(previous: dict) -> None:
+        import signal
+
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _LoadingLine:
-    """ "loading <model>..." on stderr while the models load (9-17 s on a small CPU), when stderr
-    is a terminal; transient (erased when the run starts), so it never mixes with the UI."""
+    """A "loading <model>..." line on stderr while the models load (9-17 s on a small CPU), when
+    stderr is a terminal; transient (erased when the run starts), so it never mixes with the UI."""
 
     def __init__(self, enabled: bool) -> None:
         self._status = None
@@ -340,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     signals = _Signals()
-    signals.install()
+    previous = signals.install()
     pipeline = LivePipeline(options)
     rc = 130
     try:
@@ -365,6 +373,7 @@ def run(args: argparse.Namespace) -> int:
         rc = exc.exit_code
     finally:
         pipeline.close()
+        signals.restore(previous)
     if getattr(args, "fast_exit", False):
         sys.stdout.flush()
         sys.stderr.flush()
