@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,10 +33,14 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Built from a copy: building in place would leave build/ and *.egg-info in the checkout.
+    src = tmp_path_factory.mktemp("src") / "mlsan-live"
+    skip = (".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "tests", "runs")
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*skip))
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(REPO)],
+         "-w", str(out), str(src)],
         check=True, env=_env(), cwd=out, timeout=300,
     )  # fmt: skip
     (built,) = out.glob("mlsan_live-*.whl")
