@@ -230,6 +230,7 @@ class RuntimeStats:
     queues: tuple[QueueStats, ...]
     stages: tuple[StageStats, ...]
     errors: tuple[str, ...]
+    stopping: bool = False  # interrupted: the sources stopped, the stages finish what was heard
 
     def queue(self, name: str) -> QueueStats | None:
         return next((q for q in self.queues if q.name == name), None)
@@ -546,4 +547,5 @@ class Runtime:
             queues=tuple(q.stats() for q in self._queues),
             stages=tuple(w.meter.snapshot(w.name, w.thread.is_alive()) for w in self._workers),
             errors=errors,
+            stopping=self._interrupts > 0,
         )

@@ -66,6 +66,12 @@ class UiSnapshot:
     status: str  # "running" | "finished" | "stopping"
 
 
+def _status(snap: UiSnapshot) -> str:
+    if snap.stats.stopping and snap.status == "running":
+        return "stopping: finishing what was heard (Ctrl-C again: now)"
+    return snap.status
+
+
 def style_of(label: str | None) -> str:
     return EMOTION_STYLES.get(label or "", "white")
 
@@ -134,7 +140,7 @@ def header(snap: UiSnapshot) -> RenderableType:
     h = snap.header
     line = Text()
     line.append("mlsan-live", style="bold cyan")
-    line.append(f"  {h.sources}  │  t={snap.media_t:.1f}s  │  {snap.status}")
+    line.append(f"  {h.sources}  │  t={snap.media_t:.1f}s  │  {_status(snap)}")
     video = "no video" if snap.video_fps is None else f"video {snap.video_fps:.1f} fps"
     if snap.faces_in_view is not None:
         video += f", {snap.faces_in_view} face(s) in view"
@@ -189,7 +195,7 @@ def _lines(renderable: RenderableType, width: int) -> int:
 def _compact_header(snap: UiSnapshot) -> RenderableType:
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append("mlsan-live", style="bold cyan")
-    line.append(f"  t={snap.media_t:.1f}s  {snap.status}  │  {snap.header.sources}")
+    line.append(f"  t={snap.media_t:.1f}s  {_status(snap)}  │  {snap.header.sources}")
     line.append(f"  │  {snap.header.backend}", style="dim")
     return line
 

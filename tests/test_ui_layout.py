@@ -80,3 +80,13 @@ def test_a_large_terminal_keeps_the_full_panels():
     assert "utterance end → emotion" in text and "queues" in text  # the full footer
     for sid in ("spk1", "spk2", "spk3"):
         assert sid in text
+
+
+def test_the_header_says_when_the_run_is_finishing_what_was_heard():
+    import dataclasses
+
+    snap = _snapshot(2)
+    assert "stopping" not in _screen(snap, 80, 24)[0]
+    stopping = dataclasses.replace(snap, stats=dataclasses.replace(snap.stats, stopping=True))
+    for width, height in ((80, 24), (140, 50)):
+        assert "stopping: finishing what was heard" in _screen(stopping, width, height)[0]
