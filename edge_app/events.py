@@ -19,7 +19,8 @@ end of the utterance (its ``t_end`` being due on the wall clock) to its emotion 
 ``drops`` (per queue), ``audio_samples_dropped``, ``stages`` (per-stage latency), ``error``.
 
 ``-`` writes to stdout. Writes are serialised by a lock; ``close`` flushes and (for a file)
-closes.
+closes. ``mqtt://HOST/PREFIX`` publishes the same records to a broker
+(:class:`edge_app.mqtt_sink.MqttSink`); both follow :class:`EventSink`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from mlsan.errors import UserFacingError
 
@@ -83,6 +84,16 @@ class EmotionEvent:
 def _r(x: float, nd: int = 4) -> float | None:
     x = float(x)
     return round(x, nd) if math.isfinite(x) else None
+
+
+class EventSink(Protocol):
+    """What the pipeline writes records to: a JSON Lines file/stdout or an MQTT broker."""
+
+    count: int  # records accepted so far
+
+    def write(self, record: dict[str, Any] | EmotionEvent) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class EventWriter:
