@@ -75,8 +75,10 @@ class MqttUrl:
             )
         if not parts.hostname:
             raise MqttError(f"{flag} {url}: no broker host; {example}")
-        if parts.query or parts.fragment:
-            raise MqttError(f"{flag} {url}: unexpected '?' or '#' in the URL; {example}")
+        if "?" in url or "#" in url:  # '#' is also MQTT's wildcard: never in a prefix
+            raise MqttError(
+                f"{flag} {url}: the topic prefix must not contain '?', '#' or '+'; {example}"
+            )
         prefix = parts.path.strip("/")
         if not prefix or not all(_TOPIC_PART.match(p) for p in prefix.split("/")):
             raise MqttError(
@@ -140,7 +142,7 @@ class MqttSinkOptions:
     inflight: int = 20  # unacknowledged QoS 1 messages handed to paho at a time
     offline_start: bool = False  # start (and buffer) even when the broker is unreachable
     reconnect_min_s: int = 1
-    reconnect_max_s: int = 16
+    reconnect_max_s: int = 8
     drain_s: float = 10.0  # at the end: how long to wait for the buffer to reach the broker
 
 
@@ -376,7 +378,7 @@ class MqttSink:
         self._connected = False
         self._n_other = 0
         self._drain_deadline: float | None = None
-        self.count = 0  # records accepted by write()
+        self.count = 0  # messages queued (utterances, speaker states, status)
         self.delivered = 0  # messages the broker acknowledged
         self.dropped_ids: list[int] = []  # utterances dropped from a full buffer (oldest first)
         self.superseded = 0  # queued speaker states replaced by a newer one (not a loss)
@@ -504,8 +506,7 @@ class MqttSink:
         with self._lock:
             if self._closed:
                 return
-            if record.get("type") != "status":
-                self.count += 1
+            self.count += 1
             if key[0] != "u":
                 for i, queued in enumerate(self._queue):
                     if queued.key == key:  # a newer speaker state: the queued one is stale
@@ -526,6 +527,11 @@ class MqttSink:
                 self._queued_utterances -= 1
                 self.dropped_ids.append(int(queued.key[1]))
                 return
+
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            return self._connected
 
     def pending(self) -> int:
         with self._lock:
@@ -553,7 +559,7 @@ class MqttSink:
             return {
                 "broker": str(self.options.broker.url),
                 "device": self.options.device_id,
-                "accepted": self.count,
+                "messages": self.count,  # queued: utterances, speaker states, status
                 "delivered": self.delivered,
                 "pending": len(self._queue) + len(self._inflight),
                 "dropped": len(self.dropped_ids),
