@@ -378,6 +378,7 @@ class MqttSink:
         self._connected = False
         self._n_other = 0
         self._drain_deadline: float | None = None
+        self._finished = False  # the summary (and status "finished") was queued
         self.count = 0  # messages queued (utterances, speaker states, status)
         self.delivered = 0  # messages the broker acknowledged
         self.dropped_ids: list[int] = []  # utterances dropped from a full buffer (oldest first)
@@ -491,7 +492,10 @@ class MqttSink:
             if state is not None:
                 rec = speaker_record(state)
                 self._enqueue(("s", state.speaker), f"speaker/{state.speaker}", rec, True)
-        elif kind == "summary":
+        elif kind == "summary":  # the device's last word: its status first, then the summary
+            self._finished = True
+            status = {"type": "status", "state": "finished"}
+            self._enqueue(("x", "status"), "status", status, True)
             self._enqueue(("x", "summary"), "summary", record, True)
         else:
             self._enqueue(("x", self._next_other()), str(kind or "record"), record, False)
@@ -554,7 +558,12 @@ class MqttSink:
         return True
 
     def stats(self) -> dict[str, Any]:
-        """What the summary reports (``mqtt``): exact counts of what reached the broker."""
+        """What the summary reports (``mqtt``): exact counts of what reached the broker.
+
+        ``messages == delivered + pending + dropped + superseded_speaker_states`` (messages:
+        utterances, speaker states and status queued so far; delivered: acknowledged by the
+        broker, PUBACK; dropped: utterances evicted from a full buffer, ids in ``dropped_ids``).
+        """
         with self._lock:
             return {
                 "broker": str(self.options.broker.url),
@@ -578,7 +587,9 @@ class MqttSink:
             if self._closed or self._closing:
                 return
             self._closing = True
-        self._enqueue(("x", "status"), "status", {"type": "status", "state": "finished"}, True)
+        if not self._finished:
+            status = {"type": "status", "state": "finished"}
+            self._enqueue(("x", "status"), "status", status, True)
         drained = self.drain(self.options.drain_s)
         with self._lock:
             self._closed = True
