@@ -142,6 +142,21 @@ def run_sinks(broker: Mosquitto, tmp: Path, n: int, rate: float, paced_s: float)
     }  # fmt: skip
     sink.close()
 
+    # MQTT sink, utterances only (no speaker states): what the pump and broker sustain.
+    sink = MqttSink(MqttSinkOptions(BrokerOptions(url), "bench-u", buffer=n + 10))
+    sink.drain(5)
+    base = sink.delivered
+    t0 = time.perf_counter()
+    for ev, _ in events:
+        sink.write(ev)
+    ok = sink.drain(120)
+    wall = time.perf_counter() - t0
+    out["mqtt_burst_utterances_only"] = {
+        "all_acknowledged": ok, "until_acked_s": round(wall, 3),
+        "messages_per_s": round((sink.delivered - base) / wall),
+    }  # fmt: skip
+    sink.close()
+
     # MQTT sink, paced: end to end on the broker.
     rx = Receiver(broker, "b/paced/utterance")
     states = SpeakerStates()

@@ -371,6 +371,7 @@ class MqttSink:
         self._wake = threading.Condition(self._lock)
         self._queue: deque[_Msg] = deque()
         self._queued_utterances = 0
+        self._queued_latest: dict[tuple, _Msg] = {}  # queued speaker states/status, by key
         self._inflight: dict[int, _Msg] = {}
         self._early_acks: set[int] = set()
         self._closing = False
@@ -462,6 +463,8 @@ class MqttSink:
                 msg = self._queue.popleft()
                 if msg.key[0] == "u":
                     self._queued_utterances -= 1
+                else:
+                    self._queued_latest.pop(msg.key, None)
             info = self.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
             now = time.monotonic()
             with self._lock:
@@ -512,11 +515,12 @@ class MqttSink:
                 return
             self.count += 1
             if key[0] != "u":
-                for i, queued in enumerate(self._queue):
-                    if queued.key == key:  # a newer speaker state: the queued one is stale
-                        self._queue[i] = msg
-                        self.superseded += 1
-                        return
+                queued = self._queued_latest.get(key)
+                if queued is not None:  # a newer speaker state: the queued one is stale
+                    queued.payload, queued.t_in = msg.payload, msg.t_in
+                    self.superseded += 1
+                    return
+                self._queued_latest[key] = msg
             else:
                 if self._queued_utterances >= self.options.buffer:
                     self._drop_oldest_utterance()
