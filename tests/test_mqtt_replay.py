@@ -177,15 +177,15 @@ def test_fast_replays_agree_across_devices_except_timing(rooms):
          if r["type"] == "utterance"]
         for d in ("room1", "room2")
     )  # fmt: skip
-    assert [r["text"] for r in r1] == [r["text"] for r in r2]
-    assert [(r["t_start"], r["t_end"], r["speaker"]) for r in r1] == [
-        (r["t_start"], r["t_end"], r["speaker"]) for r in r2
-    ]
+    differ = sorted({k for a, b in zip(r1, r2, strict=False) for k in a if a[k] != b.get(k)})
+    print(f"fields differing between the two --fast replays (latency_s aside): {differ}")
+    assert r1 == r2, differ
 
 
 def test_broker_stopped_mid_run_loses_nothing_after_it_returns(wav, tmp_path):
-    """Real-time replay; the broker goes away after the first utterance for >= 5 s (and until
-    one more utterance was made while it was away), then comes back on the same port."""
+    """Real-time replay, ``--mqtt-buffer 1``; the broker goes away after the first utterance
+    for >= 5 s (and until 2 more utterances were made, at most 20 s), then comes back on the
+    same port: the buffer drops the older of those, and the summary says exactly which."""
     broker = _broker(tmp_path / "broker")
     url = f"{broker.url}/lab"
     events = tmp_path / "room3.jsonl"
@@ -200,8 +200,8 @@ def test_broker_stopped_mid_run_loses_nothing_after_it_returns(wav, tmp_path):
         broker.stop()
         before = sum(r["type"] == "utterance" for r in _jsonl(events))
         time.sleep(5.0)
-        extra = time.monotonic() + 15  # bounded: also until an utterance was made while away
-        while sum(r["type"] == "utterance" for r in _jsonl(events)) == before:
+        extra = time.monotonic() + 15  # bounded: also until 2 utterances were made while away
+        while sum(r["type"] == "utterance" for r in _jsonl(events)) < before + 2:
             if time.monotonic() > extra or run.poll() is not None:
                 break
             time.sleep(0.1)
@@ -218,6 +218,8 @@ def test_broker_stopped_mid_run_loses_nothing_after_it_returns(wav, tmp_path):
     mqtt = summary["mqtt"]
     assert mqtt["disconnects"] >= 1 and mqtt["pending"] == 0
     assert during >= 1, "no utterance was made while the broker was away"
+    if during >= 2:  # a buffer of 1 utterance must have dropped some
+        assert mqtt["dropped"] >= 1
     file_ids = [r["utterance_id"] for r in records if r["type"] == "utterance"]
     seen = _unique_utterances(_by_device(_jsonl(watch_out))["room3"]["utterance"])
     dropped = mqtt["dropped_ids"]
