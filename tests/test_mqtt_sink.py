@@ -33,6 +33,9 @@ from edge_app.mqtt_sink import (
 from edge_app.states import SpeakerStates
 
 REPO = Path(__file__).resolve().parent.parent
+needs_mosquitto = pytest.mark.skipif(
+    Mosquitto(Path(".")).exe is None, reason="mosquitto not installed (apt-get install mosquitto)"
+)
 CLI = [sys.executable, "-m", "edge_app.cli"]
 LABELS = ("neutral", "joy", "sadness")
 
@@ -227,6 +230,7 @@ def test_broker_away_buffer_drops_oldest_and_counts_exactly(broker):
     assert stats["superseded_speaker_states"] > 0  # spk1's state queued while away: newest kept
 
 
+@needs_mosquitto
 def test_offline_start_buffers_until_the_broker_appears(tmp_path):
     b = Mosquitto(tmp_path / "late-broker")
     sink, states = _sink(b, "roomC", offline_start=True)  # nothing listens yet
@@ -245,6 +249,7 @@ def test_offline_start_buffers_until_the_broker_appears(tmp_path):
         b.stop()
 
 
+@needs_mosquitto
 def test_username_and_password_from_the_environment(tmp_path):
     pw = tmp_path / "passwd"
     pw.write_text("")
