@@ -385,17 +385,21 @@ class MqttSink:
         self.dropped_ids: list[int] = []  # utterances dropped from a full buffer (oldest first)
         self.superseded = 0  # queued speaker states replaced by a newer one (not a loss)
         self.disconnects = 0
+        self.failed = 0  # messages paho refused (counted in dropped when an utterance)
         self.connects = 0
         self.ack_latency_s: deque[float] = deque(maxlen=10_000)  # write() -> PUBACK
         self._connected_ev = threading.Event()
         self._connack: list = []
         client_id = f"mlsan-{options.device_id}-{os.getpid()}"
+        # Tells this run's retained messages from an earlier run's (a viewer drops speakers whose
+        # ``run`` is not the device's current one).
+        self.run_id = f"{int(time.time())}-{os.getpid()}"
         self.client = make_client(options.broker, client_id)
         self.client.max_inflight_messages_set(options.inflight)
         self.client.reconnect_delay_set(options.reconnect_min_s, options.reconnect_max_s)
         self.client.will_set(
             f"{self._base}/status",
-            json.dumps({"type": "status", "state": "offline"}),
+            json.dumps(self._status("offline")),
             qos=1,
             retain=True,
         )
@@ -412,7 +416,10 @@ class MqttSink:
             connect_and_wait(self.client, options.broker, self._connected_ev, self._connack)
         self._pump_thread = threading.Thread(target=self._pump, name="mqtt-pump", daemon=True)
         self._pump_thread.start()
-        self._enqueue(("x", "status"), "status", {"type": "status", "state": "online"}, True)
+        self._enqueue(("x", "status"), "status", self._status("online"), True)
+
+    def _status(self, state: str) -> dict[str, Any]:
+        return {"type": "status", "state": state, "run": self.run_id}
 
     # -- paho callbacks (paho's network thread; never call paho from here) -------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -465,7 +472,16 @@ class MqttSink:
                     self._queued_utterances -= 1
                 else:
                     self._queued_latest.pop(msg.key, None)
-            info = self.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+            try:
+                info = self.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+            except (ValueError, RuntimeError, OSError) as exc:  # never let the pump die
+                with self._lock:
+                    self.failed += 1
+                    if msg.key[0] == "u":
+                        self.dropped_ids.append(int(msg.key[1]))
+                if self.failed == 1:
+                    print(f"mlsan-live: warning: MQTT publish failed: {exc}", file=sys.stderr)
+                continue
             now = time.monotonic()
             with self._lock:
                 if info.mid in self._early_acks:
@@ -493,11 +509,11 @@ class MqttSink:
                 self._speaker_state(speaker or record["speaker"]) if self._speaker_state else None
             )
             if state is not None:
-                rec = speaker_record(state)
+                rec = {**speaker_record(state), "run": self.run_id}
                 self._enqueue(("s", state.speaker), f"speaker/{state.speaker}", rec, True)
         elif kind == "summary":  # the device's last word: its status first, then the summary
             self._finished = True
-            status = {"type": "status", "state": "finished"}
+            status = self._status("finished")
             self._enqueue(("x", "status"), "status", status, True)
             self._enqueue(("x", "summary"), "summary", record, True)
         else:
@@ -578,6 +594,7 @@ class MqttSink:
                 "dropped": len(self.dropped_ids),
                 "dropped_ids": list(self.dropped_ids[:1000]),
                 "superseded_speaker_states": self.superseded,
+                "failed": self.failed,
                 "disconnects": self.disconnects,
                 "buffer": self.options.buffer,
             }
@@ -592,7 +609,7 @@ class MqttSink:
                 return
             self._closing = True
         if not self._finished:
-            status = {"type": "status", "state": "finished"}
+            status = self._status("finished")
             self._enqueue(("x", "status"), "status", status, True)
         drained = self.drain(self.options.drain_s)
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -341,3 +342,60 @@ def test_watch_shows_devices_and_speakers(broker):
     out = proc.stdout
     assert "room1" in out and "room2" in out and "2 device(s)" in out
     assert out.count("spk2") >= 1 and "JOY" in out and "finished" in out
+
+
+def test_watch_forgets_speakers_of_an_earlier_run():
+    from edge_app.commands.watch import WatchState
+
+    w = WatchState("t")
+    rec = speaker_record(SpeakerStates().update("spk3", 1.0, [1, 0, 0], LABELS))
+
+    def msg(topic, payload, retained):
+        return w.apply(f"t/room1/{topic}", json.dumps(payload).encode(), retained)
+
+    # Retained messages of an old run arrive first, in any order.
+    msg("speaker/spk3", {**rec, "run": "old"}, True)
+    msg("status", {"type": "status", "state": "online", "run": "new"}, True)
+    assert "spk3" not in w.devices["room1"].speakers
+    msg("speaker/spk9", {**rec, "speaker": "spk9", "run": "old"}, True)  # after: ignored
+    msg("speaker/spk1", {**rec, "speaker": "spk1", "run": "new"}, False)
+    assert list(w.devices["room1"].speakers) == ["spk1"]
+    assert msg("utterance", "not an object", False) is None and w.bad == 1
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@needs_mosquitto
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_tls_with_a_private_ca(tmp_path):
+    """mqtts:// to a broker whose certificate a test CA signed: --mqtt-cafile verifies it; without
+    the CA the connection fails with one line."""
+    d = tmp_path
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", "server.key", "-out", "server.csr", cwd=d)  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.crt",
+             cwd=d)  # fmt: skip
+    port = free_port()
+    tls = f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
+    b = Mosquitto(d / "tls", port=port, extra_conf=tls).start()
+    try:
+        url = f"mqtts://127.0.0.1:{port}/t"
+        ok = subprocess.run(
+            [*CLI, "watch", url, "--json", "--duration", "1", "--mqtt-cafile", str(d / "ca.crt")],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+        )  # fmt: skip
+        assert ok.returncode == 0, ok.stderr
+        bad = subprocess.run(
+            [*CLI, "watch", url, "--json", "--duration", "1"],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+        )  # fmt: skip
+        assert bad.returncode == 2 and "TLS failed" in bad.stderr, bad.stderr
+        assert bad.stderr.strip().count("\n") == 0
+    finally:
+        b.stop()

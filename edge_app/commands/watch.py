@@ -59,6 +59,8 @@ class Device:
     name: str
     status: str = "?"
     speakers: dict = field(default_factory=dict)  # id -> SpeakerState
+    speaker_runs: dict = field(default_factory=dict)  # id -> run id of its record
+    run: str | None = None  # the device's current run (from its status)
     utterances: int = 0
     last: dict | None = None  # last utterance record
     summary: dict | None = None
@@ -96,11 +98,14 @@ class WatchState:
             dev = self.devices.setdefault(device, Device(device))
             dev.updated = time.monotonic()
             if kind == "speaker" and len(parts) == 3:
+                if dev.run is not None and rec.get("run") not in (None, dev.run):
+                    return None  # a retained state of an earlier run of this device
                 try:
                     dev.speakers[parts[2]] = speaker_state_from_record(rec)
                 except (KeyError, TypeError, ValueError):
                     self.bad += 1
                     return None
+                dev.speaker_runs[parts[2]] = rec.get("run")
             elif kind == "utterance":
                 dev.utterances += 1
                 dev.last = rec
@@ -110,6 +115,14 @@ class WatchState:
                     self.live_summaries.add(device)
             elif kind == "status":
                 dev.status = str(rec.get("state", "?"))
+                run = rec.get("run")
+                if run is not None and run != dev.run:  # a new run: forget the earlier one's
+                    dev.run = run
+                    for sid, srun in list(dev.speaker_runs.items()):
+                        if srun not in (None, run):
+                            del dev.speakers[sid], dev.speaker_runs[sid]
+                    if not retained:
+                        dev.summary, dev.last, dev.utterances = None, None, 0
         out = {"device": device, **rec}
         if retained:
             out["retained"] = True
