@@ -5,9 +5,10 @@ stream instead (one JSON object per message, with ``device`` added; retained one
 
 It subscribes (QoS 1) to ``PREFIX/+/utterance``, ``PREFIX/+/speaker/+``, ``PREFIX/+/summary``
 and ``PREFIX/+/status``; speaker states and summaries are retained, so a viewer started late
-sees where every device stands. The session is persistent (same client id, ``clean_session``
-off): if the broker restarts with persistence on, messages published while the viewer was
-reconnecting reach it afterwards. paho reconnects with backoff.
+sees where every device stands. With ``--client-id`` the session is persistent
+(``clean_session`` off): if the broker restarts with persistence on, messages published while the
+viewer was reconnecting reach it afterwards; without, nothing stays on the broker. paho
+reconnects with backoff.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ def add_arguments(parser) -> None:
         "--refresh", type=float, default=4.0, metavar="HZ", help="redraws per second (default 4)"
     )
     parser.add_argument(
-        "--client-id", metavar="ID", help="MQTT client id (default mlsan-watch-PID)"
+        "--client-id",
+        metavar="ID",
+        help="MQTT client id; given, the broker keeps this viewer's session and queues what it "
+        "misses while reconnecting (default mlsan-watch-PID, no session kept)",
     )
     add_broker_arguments(parser.add_argument_group("broker"))
 
@@ -194,7 +198,9 @@ def run(args) -> int:
     done = threading.Event()
     out_lock = threading.Lock()
     client_id = args.client_id or f"mlsan-watch-{os.getpid()}"
-    client = make_client(opts, client_id, clean=False)
+    # A named viewer keeps its session on the broker (resumes after a restart); an anonymous
+    # one leaves nothing behind.
+    client = make_client(opts, client_id, clean=args.client_id is None)
     client.reconnect_delay_set(1, 8)
     connected = threading.Event()
     connack: list = []
