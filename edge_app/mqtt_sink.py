@@ -378,7 +378,7 @@ class MqttSink:
         self._closed = False
         self._connected = False
         self._n_other = 0
-        self._drain_deadline: float | None = None
+        self._last_drain_ok: bool | None = None  # a drain that timed out: close waits 1 s only
         self._finished = False  # the summary (and status "finished") was queued
         self.count = 0  # messages queued (utterances, speaker states, status)
         self.delivered = 0  # messages the broker acknowledged
@@ -562,19 +562,16 @@ class MqttSink:
             return len(self._queue) + len(self._inflight)
 
     def drain(self, timeout_s: float) -> bool:
-        """Wait (bounded) until everything queued so far is acknowledged; True if it was.
-
-        All drains together wait at most ``drain_s`` (the summary's drain, then close's)."""
-        now = time.monotonic()
-        if self._drain_deadline is None:
-            self._drain_deadline = now + self.options.drain_s
-        deadline = min(now + max(0.0, timeout_s), self._drain_deadline)
+        """Wait (bounded) until everything queued so far is acknowledged; True if it was."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
         with self._lock:
             while self._queue or self._inflight:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self._last_drain_ok = False
                     return False
                 self._wake.wait(min(left, 0.25))
+        self._last_drain_ok = True
         return True
 
     def stats(self) -> dict[str, Any]:
@@ -611,7 +608,9 @@ class MqttSink:
         if not self._finished:
             status = self._status("finished")
             self._enqueue(("x", "status"), "status", status, True)
-        drained = self.drain(self.options.drain_s)
+        # The broker was already away for a whole drain (the pipeline's, before the summary):
+        # do not make the user wait that long twice.
+        drained = self.drain(self.options.drain_s if self._last_drain_ok is not False else 1.0)
         with self._lock:
             self._closed = True
             lost = len(self._queue) + len(self._inflight)

@@ -65,18 +65,24 @@ def _start_watch(url: str, out: Path, client_id: str, summaries: int) -> subproc
          "--duration", "300", "--client-id", client_id],
         stdout=out.open("w"), stderr=subprocess.PIPE, text=True, cwd=REPO, env=ENV,
     )  # fmt: skip
-    import paho.mqtt.publish as publish
+    from edge_app.mqtt_sink import BrokerOptions, MqttUrl, make_client
 
-    host_port, prefix = url.removeprefix("mqtt://").split("/", 1)
-    port = int(host_port.split(":")[1])
+    parsed = MqttUrl.parse(url)
+    probe = make_client(BrokerOptions(parsed), "probe")
+    probe.connect(parsed.host, parsed.port)
+    probe.loop_start()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        publish.single(f"{prefix}/probe/status", '{"type": "status", "state": "probe"}',
-                       qos=1, hostname="127.0.0.1", port=port)  # fmt: skip
-        time.sleep(0.3)
-        if any(r.get("device") == "probe" for r in _jsonl(out)):
-            return proc
-        assert proc.poll() is None, proc.stderr.read()
+    try:
+        while time.monotonic() < deadline:
+            info = probe.publish(f"{parsed.prefix}/probe/status", '{"type": "status"}', qos=1)
+            info.wait_for_publish(5)
+            time.sleep(0.3)
+            if any(r.get("device") == "probe" for r in _jsonl(out)):
+                return proc
+            assert proc.poll() is None, proc.stderr.read()
+    finally:
+        probe.disconnect()
+        probe.loop_stop()
     proc.kill()
     pytest.fail("mlsan-live watch did not subscribe within 30 s")
 
@@ -184,8 +190,10 @@ def test_fast_replays_agree_across_devices_except_timing(rooms):
 
 def test_broker_stopped_mid_run_loses_nothing_after_it_returns(wav, tmp_path):
     """Real-time replay, ``--mqtt-buffer 1``; the broker goes away after the first utterance
-    for >= 5 s (and until 2 more utterances were made, at most 20 s), then comes back on the
-    same port: the buffer drops the older of those, and the summary says exactly which."""
+    for 5 s (longer if no utterance was made meanwhile, at most 15 s), then comes back on the
+    same port; the summary lists what the 1-utterance buffer had to drop (none if only one was
+    made while away), and everything else reaches the viewer. Exact drop counting with many
+    drops: test_mqtt_sink.py::test_broker_away_buffer_drops_oldest_and_counts_exactly."""
     broker = _broker(tmp_path / "broker")
     url = f"{broker.url}/lab"
     events = tmp_path / "room3.jsonl"
@@ -200,8 +208,8 @@ def test_broker_stopped_mid_run_loses_nothing_after_it_returns(wav, tmp_path):
         broker.stop()
         before = sum(r["type"] == "utterance" for r in _jsonl(events))
         time.sleep(5.0)
-        extra = time.monotonic() + 15  # bounded: also until 2 utterances were made while away
-        while sum(r["type"] == "utterance" for r in _jsonl(events)) < before + 2:
+        extra = time.monotonic() + 10  # bounded: also until an utterance was made while away
+        while sum(r["type"] == "utterance" for r in _jsonl(events)) == before:
             if time.monotonic() > extra or run.poll() is not None:
                 break
             time.sleep(0.1)
