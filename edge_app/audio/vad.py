@@ -49,18 +49,19 @@ class VadError(UserFacingError):
 
 @dataclass(frozen=True)
 class VadOptions:
-    # 0.55 / 0.05 s: chosen on four files (the sample, it at -12 dB, it shifted by 1.3 s, a
-    # two-voice espeak-ng conversation; bench/bench_audio.py "der_sensitivity"), where they
-    # beat Silero's usual 0.5 / 0.1 s on all four (less false alarm at turn edges).
-    # min_silence_s 0.2 (was 0.3): lower or equal DER on all four (0.140/0.146/0.134/0.127 vs
-    # 0.148/0.154/0.142/0.143; it ends the sample's long segment at its 0.19-s turn pause) and
-    # every turn that ends at a pause is labelled ~0.1 s sooner (bench/bench_live.py).
-    threshold: float = 0.55  # p >= this starts (or continues) speech
-    neg_threshold: float | None = None  # p < this starts a pause; None: threshold - 0.15
+    # Defaults for the default frame model, pyannote segmentation-3.0 (SegmentationVad), chosen
+    # on the ten AMI excerpts + sample.wav (bench/bench_diarization.py): 0.7 with a pause
+    # starting below 0.65 (the model's probabilities are sharp: Silero's 0.15 hysteresis kept
+    # 8-17 % of false alarm at turn ends), no padding. The previous Silero values (0.55,
+    # neg 0.4, 0.05 s pad, chosen on the sample) are ``offline.LEGACY``.
+    threshold: float = 0.7  # p >= this starts (or continues) speech
+    neg_threshold: float | None = 0.65  # p < this starts a pause; None: threshold - 0.15
     min_speech_s: float = 0.25  # shorter speech is dropped
     min_silence_s: float = 0.2  # a pause this long ends a segment
-    pad_s: float = 0.05  # added before and after each segment
-    max_segment_s: float = 10.0  # long monologues are cut here (bounds latency; as the live app)
+    pad_s: float = 0.0  # added before and after each segment
+    # Long monologues are cut here: bounds the latency of a turn that ends inside one. The live
+    # run and `mlsan-live diarize` both use 6 s (LiveOptions.max_segment_s, --max-segment).
+    max_segment_s: float = 6.0
     # Adaptive cut: once the open segment has lasted ``long_after_s``, a shorter dip ends it:
     # ``long_min_silence_s`` of frames below ``long_neg_threshold`` (so a turn that ends while
     # the other person talks waits for the next breath, not for ``max_segment_s``). Off (None)
@@ -272,6 +273,10 @@ class SileroVad:
         self._context = windows[-1, -CONTEXT:].copy()
         return np.asarray(probs, np.float32).reshape(-1)
 
+    def flush(self) -> np.ndarray:
+        """End of stream: Silero scores every frame at once, so nothing is owed."""
+        return np.zeros(0, np.float32)
+
 
 class StreamingVad:
     """AudioChunks -> SpeechSegments (see module docstring)."""
@@ -292,6 +297,16 @@ class StreamingVad:
         self._next_id = 0
         self._n_samples = 0  # real samples received (dropped ones count: zeros stand in)
         self.probs: list[float] = []  # every frame's probability (diagnostics, bench)
+
+    def overlap(self, t_start: float, t_end: float) -> tuple[float, np.ndarray]:
+        """p(overlapped speech) per 32-ms frame over [t_start, t_end): (time of the first
+        frame, (n,) probabilities); all zero when the model does not tell (Silero)."""
+        if self._t0 is None or not hasattr(self.model, "overlap"):
+            n = max(0, int(np.ceil((t_end - t_start) / FRAME_S)))
+            return t_start, np.zeros(n, np.float32)
+        first = int(np.floor((t_start - self._t0) / FRAME_S))
+        last = int(np.ceil((t_end - self._t0) / FRAME_S))
+        return self._t0 + first * FRAME_S, self.model.overlap(first, last)
 
     def _segment(self, fs: FrameSegment) -> SpeechSegment:
         a = (fs.start - self._base) * FRAME
@@ -330,13 +345,18 @@ class StreamingVad:
             return []
         frames = buf[: n_frames * FRAME]
         self._audio = np.concatenate([self._audio, frames])
-        probs = self.model.probabilities(frames.reshape(n_frames, FRAME))
+        # A model may score frames later than it receives them (SegmentationVad: in blocks,
+        # with look-ahead): the probabilities are those of the oldest frames not yet pushed.
+        out = self._push(self.model.probabilities(frames.reshape(n_frames, FRAME)))
+        self._trim()
+        return out
+
+    def _push(self, probs) -> list[SpeechSegment]:
         self.probs.extend(float(p) for p in probs)
         out: list[SpeechSegment] = []
         for p in probs:
             for fs in self.machine.push(float(p)):
                 out.append(self._segment(fs))
-        self._trim()
         return out
 
     def flush(self) -> list[SpeechSegment]:
@@ -347,11 +367,9 @@ class StreamingVad:
             self._pending = np.zeros(0, np.float32)
             if self._t0 is not None:
                 self._audio = np.concatenate([self._audio, tail])
-                p = float(self.model.probabilities(tail[None])[0])
-                self.probs.append(p)
-                for fs in self.machine.push(p):
-                    out.append(self._segment(fs))
+                out += self._push(self.model.probabilities(tail[None]))
         if self._t0 is not None:
+            out += self._push(self.model.flush())
             out += [self._segment(fs) for fs in self.machine.flush()]
             self._trim()
         return out
