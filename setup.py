@@ -54,7 +54,13 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["edge_app*", "mlsan*", "engines*", "calibration*"]),
-    package_data={"mlsan": ["checkpoints/*.pt", "checkpoints/*.sha256", "checkpoints/*.json"]},
+    package_data={
+        "mlsan": ["checkpoints/*.pt", "checkpoints/*.sha256", "checkpoints/*.json"],
+        # CAM++ and segmentation-3.0 converted to ONNX, with their licences (registry
+        # "speaker" / "segmentation"; see edge_app/audio/weights/*.json).
+        "edge_app": ["audio/weights/*.onnx", "audio/weights/*.sha256", "audio/weights/*.json",
+                     "audio/weights/*.txt"],
+    },
     include_package_data=True,
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -166,8 +166,10 @@ def test_adaptive_cut_ends_a_long_segment_at_a_brief_dip():
     # default rules, but ends a segment that has lasted long_after_s.
     dip = ((0.45, 0.13),)
     probs = seq((0.0, 0.5), (0.9, 1.0), *dip, (0.9, 3.0), *dip, (0.9, 2.0), (0.0, 1.0))
-    assert len(run(probs, **OPTS)) == 1  # default: no adaptive cut
-    adaptive = dict(OPTS, long_after_s=2.5, long_min_silence_s=0.1, long_neg_threshold=0.5)
+    assert len(run(probs, **OPTS, max_segment_s=10.0)) == 1  # default: no adaptive cut
+    adaptive = dict(
+        OPTS, long_after_s=2.5, long_min_silence_s=0.1, long_neg_threshold=0.5, max_segment_s=10.0
+    )
     a, b = run(probs, **adaptive)
     dip2 = frames(0.5) + frames(1.0) + frames(0.13) + frames(3.0)
     assert a.end == dip2 + frames(0.1)  # cut at the second dip only, end padding kept

@@ -18,7 +18,7 @@ segment cut. ``LEGACY`` is the previous pipeline (Silero, resemblyzer), kept for
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_app.audio.asr import AsrOptions, WhisperTranscriber
@@ -132,6 +132,13 @@ class FileResult:
     turns: tuple[SpeakerTurn, ...]
     transcripts: tuple[Transcript, ...]
     diarizer: OnlineDiarizer
+    # Second-speaker turns in overlapped speech (speakers.SpeakerStage); ``turns`` are the
+    # diarizer's own turns (time order, disjoint). An RTTM / the live run carry both.
+    overlaps: tuple[SpeakerTurn, ...] = ()
+
+    @property
+    def all_turns(self) -> tuple[SpeakerTurn, ...]:
+        return tuple(sorted(self.turns + self.overlaps, key=lambda t: (t.t_start, t.t_end)))
 
 
 def process_file(
@@ -154,43 +161,39 @@ def process_file(
     segments: list[SpeechSegment] = []
     turns: list[SpeakerTurn] = []
     transcripts: list[Transcript] = []
+    overlaps: list[SpeakerTurn] = []
 
     def handle(segs: list[SpeechSegment]) -> None:
         for seg in segs:
             segments.append(seg)
-            turns.extend(speaker.process(seg))
+            main, extra = speaker.process_split(seg)
+            turns.extend(main)
+            overlaps.extend(extra)
             if stages.asr is not None:
                 transcripts.append(stages.asr.transcribe(seg))
 
     for chunk in source.chunks(stop):
         handle(vad.process(chunk))
     handle(vad.flush())
+
     # Ids may have been merged after a turn was emitted: report the surviving ids.
-    turns = (
-        turns
-        if not resolve_merged
-        else [
+    def resolved(items: list[SpeakerTurn]) -> tuple[SpeakerTurn, ...]:
+        if not resolve_merged:
+            return tuple(items)
+        return tuple(
             t
             if diarizer.resolve(t.speaker_id) == t.speaker_id
-            else SpeakerTurn(
-                t.segment_id,
-                t.t_start,
-                t.t_end,
-                diarizer.resolve(t.speaker_id),
-                t.embedding,
-                t.similarity,
-                t.is_new,
-                t.name,
-            )
-            for t in turns
-        ]
-    )
+            else replace(t, speaker_id=diarizer.resolve(t.speaker_id))
+            for t in items
+        )
+
     return FileResult(
         duration=source.stats().seconds,
         segments=tuple(segments),
-        turns=tuple(turns),
+        turns=resolved(turns),
         transcripts=tuple(transcripts),
         diarizer=diarizer,
+        overlaps=resolved(overlaps),
     )
 
 

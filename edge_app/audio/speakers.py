@@ -56,13 +56,18 @@ class SpeakerStage:
         self.overlap_turns = 0  # added so far (report)
 
     def process(self, segment: SpeechSegment) -> list[SpeakerTurn]:
+        turns, extra = self.process_split(segment)
+        return turns + extra
+
+    def process_split(self, segment: SpeechSegment) -> tuple[list[SpeakerTurn], list[SpeakerTurn]]:
+        """(the diarizer's turns: in time order, disjoint; the overlap turns)."""
         turns = self.diarizer.process(self.embedder.embed_segment(segment))
         extra = self._overlaps(segment, turns) if turns else []
         self._history.extend(turns)
         while self._history and self._history[0].t_end < segment.t_end - self.overlap.history_s:
             self._history.popleft()
         self.overlap_turns += len(extra)
-        return turns + extra
+        return turns, extra
 
     def _overlaps(self, segment: SpeechSegment, turns: list[SpeakerTurn]) -> list[SpeakerTurn]:
         opts = self.overlap

@@ -182,9 +182,10 @@ def run(args: argparse.Namespace) -> int:
         result.diarizer.save()
     uri = args.uri or Path(args.file).stem
     if args.rttm:
-        write_rttm(result.turns, uri, args.rttm)
+        write_rttm(result.all_turns, uri, args.rttm)
     if args.json:
         names_by_id = {s.speaker_id: s.name for s in result.diarizer.speakers()}
+        overlap_ids = {id(t) for t in result.overlaps}
         report = {
             "file": str(args.file),
             "duration_s": round(result.duration, 3),
@@ -206,8 +207,9 @@ def run(args: argparse.Namespace) -> int:
                     "name": names_by_id.get(t.speaker_id),
                     "similarity": round(t.similarity, 3),
                     "new": t.is_new,
+                    "overlap": id(t) in overlap_ids,  # a second voice (speakers.py)
                 }
-                for t in result.turns
+                for t in result.all_turns
             ],
             "transcripts": [
                 {
