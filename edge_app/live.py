@@ -122,7 +122,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     spk.add_argument(
         "--gallery",
         metavar="FILE",
-        help=f"speaker gallery to load and save (default {_default_gallery()})",
+        help=f"speaker gallery to load and save (default {_default_gallery()}). It keeps, per "
+        "person: an id, an optional name, the mean voice vector of the voice model that made "
+        "it, and seconds of speech; never audio or words. A voice takes a stored id only when "
+        "it is clearly that person (similarity >= 0.6 and 0.1 above anyone else stored, after "
+        "4 s of speech); otherwise it gets a new id. A gallery made with another voice model is "
+        "refused, not mixed",
+    )
+    spk.add_argument(
+        "--forget",
+        action="append",
+        default=[],
+        metavar="ID|NAME",
+        help="remove a person (id or name) from the gallery before the run (repeatable)",
     )
     spk.add_argument(
         "--no-gallery", action="store_true", help="start with nobody known and save nothing"
@@ -182,6 +194,8 @@ def options_from_args(args: argparse.Namespace):
             "--events - writes to stdout, where the terminal UI draws; fix: add --headless or "
             "write the events to a file"
         )
+    if args.forget and args.no_gallery:
+        raise UserFacingError("--forget removes people from the gallery; fix: drop --no-gallery")
     gallery = None
     if not args.no_gallery:
         gallery = Path(args.gallery).expanduser() if args.gallery else _default_gallery()
@@ -206,6 +220,7 @@ def options_from_args(args: argparse.Namespace):
         context=args.context,
         gallery=gallery,
         names=_names(args.name),
+        forget=tuple(args.forget),
         model_paths=model_paths,
         refresh_hz=args.refresh,
         max_segment_s=args.max_segment,

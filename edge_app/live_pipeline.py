@@ -74,6 +74,7 @@ class LiveOptions:
     context: int = 16
     gallery: Path | None = None
     names: tuple[tuple[str, str], ...] = ()
+    forget: tuple[str, ...] = ()  # gallery ids / names removed before the run (--forget)
     model_paths: tuple[tuple[str, str], ...] = ()  # registry overrides (name, path)
     refresh_hz: float = 4.0
     # VAD cut for long stretches of speech: bounds the latency of a turn that ends inside one,
@@ -452,6 +453,8 @@ class LivePipeline:
             from edge_app.audio.speaker import model_id_of
 
             gallery = SpeakerGallery(opts.gallery, model_id=model_id_of(audio_opts.voice_model))
+            for who in opts.forget:
+                gallery.forget(who)
             gallery.load()
 
         import torch

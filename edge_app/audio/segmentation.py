@@ -87,7 +87,8 @@ class SegmentationVad:
     KEEP_OVERLAP = 4000  # frames of overlap probability kept (128 s)
 
     def reset(self) -> None:
-        self._buf = np.zeros(0, np.float32)  # the newest audio (<= context), ends at _n frames
+        self._buf = np.zeros(0, np.float32)  # audio from frame _buf0 to the newest (_n)
+        self._buf0 = 0
         self._n = 0  # 32-ms frames received
         self._scored = 0  # frames whose probability was returned
         self._lock = threading.Lock()  # the overlap log is read from the voice thread
@@ -103,17 +104,18 @@ class SegmentationVad:
                 out[a - first : b - first] = self._ovl[a - self._ovl0 : b - self._ovl0]
         return out
 
-    def _speech(self, upto: int) -> np.ndarray:
-        """Run the model on the audio ending at the newest frame; probabilities of frames
-        [_scored, upto)."""
-        x = self._buf
+    def _speech(self, upto: int, end: int) -> np.ndarray:
+        """Run the model on the ``context_s`` of audio ending at frame ``end``; probabilities
+        of frames [_scored, upto). Runs happen at fixed frames (every ``hop`` frames), so the
+        result does not depend on how the audio was chunked."""
+        stop = (end - self._buf0) * FRAME
+        x = self._buf[max(0, stop - self._ctx) : stop]
         if len(x) < self._ctx:
             # Stream start: zeros stand for the missing past. Without them, the model's input
             # normalisation turns the first seconds of near silence (-70 dBFS) into "speech"
             # (p ~ 0.8 on the sample's first second; ~0.1 with the padding, as offline).
             x = np.concatenate([np.zeros(self._ctx - len(x), np.float32), x])
-        end_s = self._n * FRAME / SAMPLE_RATE
-        start_s = end_s - len(x) / SAMPLE_RATE
+        start_s = end * FRAME / SAMPLE_RATE - len(x) / SAMPLE_RATE
         log_probs = self.session.run(None, {"waveform": x[None, None]})[0][0]  # (frames, 7)
         self.runs += 1
         probs = np.exp(log_probs)
@@ -134,13 +136,22 @@ class SegmentationVad:
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         windows = np.asarray(windows, np.float32).reshape(-1, FRAME)
         if len(windows):
-            self._buf = np.concatenate([self._buf, windows.reshape(-1)])[-self._ctx :]
+            self._buf = np.concatenate([self._buf, windows.reshape(-1)])
             self._n += len(windows)
-        if self._n - self._look - self._scored < self._hop:
-            return np.zeros(0, np.float32)
-        return self._speech(self._n - self._look)
+        out = []
+        while self._n - self._look - self._scored >= self._hop:
+            upto = self._scored + self._hop
+            out.append(self._speech(upto, upto + self._look))
+        # Keep what the next run needs: its window ends at _scored + hop + look.
+        keep_from = max(0, (self._scored + self._hop + self._look) * FRAME - self._ctx)
+        drop = keep_from - self._buf0 * FRAME
+        if drop >= FRAME:
+            frames = drop // FRAME
+            self._buf = self._buf[frames * FRAME :]
+            self._buf0 += frames
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def flush(self) -> np.ndarray:
         if self._scored >= self._n:
             return np.zeros(0, np.float32)
-        return self._speech(self._n)
+        return self._speech(self._n, self._n)

@@ -77,7 +77,9 @@ class _SincNet(nn.Module):
 
     def forward(self, x):
         out = self.wav_norm1d(x)
-        for i, (conv, pool, norm) in enumerate(zip(self.conv1d, self.pool1d, self.norm1d, strict=True)):
+        for i, (conv, pool, norm) in enumerate(
+            zip(self.conv1d, self.pool1d, self.norm1d, strict=True)
+        ):
             out = conv(out)
             if i == 0:
                 out = torch.abs(out)
