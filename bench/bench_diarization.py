@@ -198,7 +198,9 @@ def gallery_check(refs) -> dict:
             r = process_file(wav_of(uri), stages, gallery=gal)
             r.diarizer.save()
             who = people(uri, r.all_turns)
-            stored.update({s.speaker_id: who.get(s.speaker_id, "?") for s in gal.load()})
+            stored.update(
+                {s.speaker_id: who[s.speaker_id] for s in gal.load() if s.speaker_id in who}
+            )
         snapshot = gal.path.read_text()
         replays = {}
         for uri in ("trn04", "trn05", "trn03", "trn08", "trn09"):
