@@ -182,3 +182,25 @@ def test_adaptive_cut_ends_a_long_segment_at_a_brief_dip():
 def test_adaptive_cut_options_are_checked():
     with pytest.raises(VadError, match="long_after_s"):
         VadStateMachine(VadOptions(long_after_s=20.0, max_segment_s=10.0))
+
+
+def test_speaker_change_cuts_a_segment_without_a_pause():
+    # Continuous speech; the frame model flags another voice taking over at 2.0 s: one segment
+    # ends there and the next starts at once (no padding, no gap). A change before
+    # change_min_s of segment, or with change_min_s=None, cuts nothing.
+    probs = seq((0.0, 0.5), (0.9, 4.0), (0.0, 1.0))
+    flags = [False] * len(probs)
+    at = frames(0.5) + frames(1.5)
+    flags[at] = True
+    flags[frames(0.5) + frames(0.3)] = True  # too early: ignored
+
+    def cut(**kw):
+        sm = VadStateMachine(VadOptions(**{**OPTS, **kw}))
+        out = []
+        for p, c in zip(probs, flags, strict=True):
+            out += sm.push(p, c)
+        return out + sm.flush()
+
+    a, b = cut(change_min_s=1.0)
+    assert a.end == b.start == at and not a.truncated
+    assert len(cut(change_min_s=None)) == 1

@@ -20,6 +20,13 @@ audio are scored at the next run (more right context, more delay). So a frame's 
 known at most ``hop_s + lookahead_s`` after its audio arrived: that is this VAD's extra latency,
 which the live latency bench (bench/bench_live.py) includes.
 
+Speaker changes (``take_changes()``, read by ``StreamingVad``): inside each run's window, a
+frame whose dominant single voice (p >= 0.5 among the model's local speakers) differs from the
+voice that dominated the previous 1.2 s (at least 0.3 s of it) is a change; the VAD state
+machine ends the segment there. Local speaker labels are only consistent inside one window,
+so this needs no matching across windows. On the sample this lowers DER from 16.7 to 13.0 %
+(confusion at turn changes inside a segment), on AMI it is neutral (34.0 vs 33.9 %).
+
 Cost: one run on 5 s of audio is about 12 ms on one CPU thread, so with ``hop_s`` 0.5 about
 0.025 s of CPU per second of audio.
 """
@@ -37,6 +44,8 @@ from edge_app.messages import SAMPLE_RATE
 
 MODEL_STEP_S = 270 / SAMPLE_RATE  # 16.875 ms between the model's output frames
 MODEL_FIRST_S = 0.031  # centre of the first output frame (receptive field 991 samples / 2)
+CHANGE_LOOKBACK_S = 1.2  # a speaker change: the voice that dominated this long before differs
+CHANGE_MIN_S = 0.3  # ...and dominated at least this much of it (overlaps in between are -1)
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,13 @@ class SegmentationVad:
         self._lock = threading.Lock()  # the overlap log is read from the voice thread
         self._ovl = np.zeros(0, np.float32)  # p(two speakers) of frames [_ovl0, _scored)
         self._ovl0 = 0
+        self._changes: list[np.ndarray] = []  # speaker-change flags not yet taken
+
+    def take_changes(self) -> np.ndarray:
+        """Speaker-change flags of the frames returned since the last call (same order)."""
+        out = np.concatenate(self._changes) if self._changes else np.zeros(0, bool)
+        self._changes = []
+        return out
 
     def overlap(self, first: int, last: int) -> np.ndarray:
         """p(two or more speakers) of 32-ms frames [first, last) (0 where not known)."""
@@ -123,6 +139,26 @@ class SegmentationVad:
         two = probs[:, 4:].sum(axis=1)  # powerset classes {1,2}, {1,3}, {2,3}
         centres = start_s + MODEL_FIRST_S + np.arange(len(speech)) * MODEL_STEP_S
         want = (np.arange(self._scored, upto) + 0.5) * FRAME / SAMPLE_RATE
+        # Speaker change, read inside this one window (local speaker labels are only
+        # consistent within a window): the dominant single voice (p >= 0.5) now differs from
+        # the one that dominated the preceding CHANGE_LOOKBACK_S.
+        single = probs[:, 1:4]
+        dom = np.where(single.max(axis=1) >= 0.5, single.argmax(axis=1), -1)
+        idx = np.clip(
+            np.round((want - start_s - MODEL_FIRST_S) / MODEL_STEP_S).astype(int), 0, len(dom) - 1
+        )
+        back = int(round(CHANGE_LOOKBACK_S / MODEL_STEP_S))
+        gap = int(round(0.1 / MODEL_STEP_S))
+        change = np.zeros(len(idx), bool)
+        for k, j in enumerate(idx):
+            if dom[j] < 0 or j - back < 0:
+                continue
+            prev = dom[max(0, j - back) : max(0, j - gap)]
+            prev = prev[prev >= 0]
+            if len(prev) >= CHANGE_MIN_S / MODEL_STEP_S:
+                vals, counts = np.unique(prev, return_counts=True)
+                change[k] = vals[counts.argmax()] != dom[j] and np.all(dom[j : j + 3] == dom[j])
+        self._changes.append(change)
         out = np.interp(want, centres, speech).astype(np.float32)
         ovl = np.interp(want, centres, two).astype(np.float32)
         with self._lock:

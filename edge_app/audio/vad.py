@@ -21,6 +21,10 @@ API::
   ``min_speech_s`` are discarded; ``pad_s`` is added on both sides without overlapping the
   previous segment; a segment reaching ``max_segment_s`` is cut (``truncated=True``) at the
   current pause if one is open, else right there, and speech continues in a new segment at once.
+  Speaker-change cut (``change_min_s``, 1 s by default; only models that report changes, i.e.
+  ``SegmentationVad.take_changes``): a segment that has lasted ``change_min_s`` ends where
+  another voice takes over, and the next one starts there (no pause needed, no padding), so a
+  turn that ends while the other person talks is reported at once, not at the 6-s cut.
   Optional adaptive cut (``long_after_s``, off by default): once the open segment has lasted
   that long, a dip of ``long_min_silence_s`` below ``long_neg_threshold`` ends it like a pause.
 - ``StreamingVad`` buffers only the audio the open segment (and padding) needs.
@@ -70,6 +74,9 @@ class VadOptions:
     # at -12 dB and 1 label shifted by 1.3 s) and the mid-speech waits barely move; from 4 s
     # on it only finds the 0.19-s turn pause that min_silence_s=0.2 already ends.
     long_after_s: float | None = None
+    # Speaker-change cut (models that report one: SegmentationVad): a segment that has lasted
+    # this long ends where another voice takes over, without a pause. None: off.
+    change_min_s: float | None = 1.0
     long_min_silence_s: float = 0.1
     long_neg_threshold: float | None = None  # None: the usual neg_threshold
 
@@ -120,6 +127,9 @@ class VadStateMachine:
         if options.long_after_s is not None:
             self.long_after = max(1, int(round(options.long_after_s / FRAME_S)))
         self.long_min_silence = max(1, int(round(options.long_min_silence_s / FRAME_S)))
+        self.min_change: int | None = None
+        if options.change_min_s is not None:
+            self.min_change = max(1, int(round(options.change_min_s / FRAME_S)))
         lt = options.long_neg_threshold
         self.long_off = self.off if lt is None else min(self.on, max(self.off, lt))
         self.reset()
@@ -160,7 +170,9 @@ class VadStateMachine:
         self.dip_start = None
         return out
 
-    def push(self, prob: float) -> list[FrameSegment]:
+    def push(self, prob: float, change: bool = False) -> list[FrameSegment]:
+        """``change``: the frame model saw another voice take over here (SegmentationVad):
+        inside speech, after ``min_change_s``, the segment ends and a new one starts at once."""
         i = self.n
         self.n += 1
         out: list[FrameSegment] = []
@@ -200,6 +212,20 @@ class VadStateMachine:
             ):
                 out += self._close(self.dip_start, truncated=False)
                 return out
+        if (
+            change
+            and self.min_change is not None
+            and self.pause_start is None
+            and i - self.pad_start >= self.min_change
+        ):
+            # No end padding (the next voice starts here), and not "truncated": a turn ends.
+            out += [FrameSegment(f.start, f.end, False) for f in self._close(i, truncated=True)]
+            self.in_speech = True
+            self.start = i
+            self.pad_start = i
+            self.pause_start = None
+            self.dip_start = None
+            return out
         if self.n - self.pad_start >= self.max_len:
             cut = self.pause_start if self.pause_start is not None else self.n
             if cut <= self.pad_start:
@@ -353,9 +379,11 @@ class StreamingVad:
 
     def _push(self, probs) -> list[SpeechSegment]:
         self.probs.extend(float(p) for p in probs)
+        take = getattr(self.model, "take_changes", None)
+        changes = take() if take is not None else np.zeros(len(probs), bool)
         out: list[SpeechSegment] = []
-        for p in probs:
-            for fs in self.machine.push(float(p)):
+        for p, c in zip(probs, changes, strict=True):
+            for fs in self.machine.push(float(p), bool(c)):
                 out.append(self._segment(fs))
         return out
 
