@@ -77,11 +77,9 @@ class LiveOptions:
     forget: tuple[str, ...] = ()  # gallery ids / names removed before the run (--forget)
     model_paths: tuple[tuple[str, str], ...] = ()  # registry overrides (name, path)
     refresh_hz: float = 4.0
-    # VAD cut for long stretches of speech: bounds the latency of a turn that ends inside one,
-    # but the diarizer tells two voices apart better on longer segments. No-collar DER on the
-    # sample (min_silence 0.2 s): 4 s -> 0.50 (one speaker), 6 s -> 0.164, 10 s -> 0.140; live
-    # latency p95 (bench/bench_live.py): 6 s -> 0.47 s, 10 s -> 4.2 s. The live run takes 6 s;
-    # `mlsan-live diarize` (no latency goal) keeps the VAD's 10 s.
+    # VAD cut for long stretches of speech: bounds the latency of a turn that ends inside one
+    # (without a pause or a change of voice). 6 s, the same as `mlsan-live diarize`
+    # (audio.vad.VadOptions.max_segment_s); the DER of these defaults is in README, Voices.
     max_segment_s: float = 6.0
     asr_threads: int = 2
     debug: bool = False

@@ -94,6 +94,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-overlap", action="store_true", help="do not add turns for overlapped speech"
     )
+    g.add_argument(
+        "--lookahead",
+        type=float,
+        default=None,
+        metavar="S",
+        help="right context before a frame's speech score (default 0.25 s; 0 is 0.25 s sooner "
+        "but AMI DER 35.1 %% vs 34.0 %%, sample 14.7 %% vs 13.0 %%)",
+    )
     m = parser.add_argument_group("models")
     m.add_argument("--asr-model", metavar="PATH|SIZE", help="faster-whisper model dir or size")
     m.add_argument(
@@ -138,6 +146,9 @@ def _options(args: argparse.Namespace):
             cluster_threshold=pick(args.cluster_threshold, base.diarizer.cluster_threshold),
         ),
         overlap=replace(base.overlap, enabled=base.overlap.enabled and not args.no_overlap),
+        segmentation=replace(
+            base.segmentation, lookahead_s=pick(args.lookahead, base.segmentation.lookahead_s)
+        ),
         asr=AsrOptions(model=args.asr_model, cpu_threads=args.asr_threads),
         vad_model=args.vad_model if args.legacy else args.segmentation_model,
         voice_model=args.voice_model if args.legacy else args.speaker_model,
