@@ -85,7 +85,10 @@ class DiarizerOptions:
     # similarities on the AMI excerpts (bench/bench_diarization.py "gallery").
     gallery_threshold: float = 0.6
     gallery_margin: float = 0.1
-    gallery_min_s: float = 4.0  # speech a session speaker needs before it is matched or stored
+    gallery_min_s: float = 4.0  # speech a session speaker needs before it is matched
+    # ...and before it is stored: less, so a short session (stopped early) still remembers its
+    # people; a centroid of little speech is noisier, which only makes a later match rarer.
+    gallery_store_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ class OnlineDiarizer:
             rows = [
                 GallerySpeaker(s.speaker_id, s.name, self._centroid(s), len(s.pieces), s.seconds)
                 for s in self._speakers.values()
-                if s.seconds >= self.options.gallery_min_s
+                if s.seconds >= self.options.gallery_store_s
             ]
             rows += [g for sid, g in self._gallery.items() if sid not in self._speakers]
         self.gallery.save(rows)
