@@ -72,7 +72,9 @@ setup(
     packages=find_packages(include=["edge_app*", "mlsan*", "engines*", "calibration*"]),
     package_data={
         "mlsan": ["checkpoints/*.pt", "checkpoints/*.sha256", "checkpoints/*.json"],
-        # The demo conversation and the face model ship inside the package (see their notes).
+        # The demo conversation and the face model ship inside the package (see their notes);
+        # CAM++ and segmentation-3.0 converted to ONNX, with their licences (registry
+        # "speaker" / "segmentation"; see edge_app/audio/weights/*.json).
         "edge_app": [
             "demo/*.wav",
             "demo/*.rttm",
@@ -81,6 +83,10 @@ setup(
             "models/*.task",
             "models/*.sha256",
             "models/*.json",
+            "audio/weights/*.onnx",
+            "audio/weights/*.sha256",
+            "audio/weights/*.json",
+            "audio/weights/*.txt",
         ],
     },
     include_package_data=True,

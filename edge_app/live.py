@@ -123,8 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None
         default=6.0,
         metavar="SECONDS",
         help="cut longer stretches of speech here: lower bounds the latency of a turn that ends "
-        "inside one, higher lets the diarizer separate voices better (DER on the sample: 16.4%% "
-        "at 6 s, 14.0%% at 10 s, 1 speaker at 4 s); default 6",
+        "inside one without a pause or a change of voice; default 6, as `mlsan-live diarize` "
+        "(README, Voices)",
     )
     emo.add_argument(
         "--context",
@@ -138,7 +138,19 @@ def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None
     spk.add_argument(
         "--gallery",
         metavar="FILE",
-        help=f"speaker gallery to load and save (default {_default_gallery()})",
+        help=f"speaker gallery to load and save (default {_default_gallery()}). It keeps, per "
+        "person: an id, an optional name, the mean voice vector of the voice model that made "
+        "it, and seconds of speech; never audio or words. A voice takes a stored id only when "
+        "it is clearly that person (similarity >= 0.6 and 0.1 above anyone else stored, after "
+        "4 s of speech); otherwise it gets a new id. A gallery made with another voice model is "
+        "refused, not mixed",
+    )
+    spk.add_argument(
+        "--forget",
+        action="append",
+        default=[],
+        metavar="ID|NAME",
+        help="remove a person (id or name) from the gallery before the run (repeatable)",
     )
     spk.add_argument(
         "--no-gallery", action="store_true", help="start with nobody known and save nothing"
@@ -254,6 +266,8 @@ def options_from_args(args: argparse.Namespace):
         check_writable_target(events, "--events")
     if getattr(args, "record_inputs", None):
         check_writable(args.record_inputs, "--record-inputs")
+    if args.forget and args.no_gallery:
+        raise UserFacingError("--forget removes people from the gallery; fix: drop --no-gallery")
     gallery = None
     if not args.no_gallery:
         gallery = Path(args.gallery).expanduser() if args.gallery else _default_gallery()
@@ -280,6 +294,7 @@ def options_from_args(args: argparse.Namespace):
         context=args.context,
         gallery=gallery,
         names=_names(args.name),
+        forget=tuple(args.forget),
         model_paths=model_paths,
         refresh_hz=args.refresh,
         max_segment_s=args.max_segment,

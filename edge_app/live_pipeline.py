@@ -75,13 +75,12 @@ class LiveOptions:
     context: int = 16
     gallery: Path | None = None
     names: tuple[tuple[str, str], ...] = ()
+    forget: tuple[str, ...] = ()  # gallery ids / names removed before the run (--forget)
     model_paths: tuple[tuple[str, str], ...] = ()  # registry overrides (name, path)
     refresh_hz: float = 4.0
-    # VAD cut for long stretches of speech: bounds the latency of a turn that ends inside one,
-    # but the diarizer tells two voices apart better on longer segments. No-collar DER on the
-    # sample (min_silence 0.2 s): 4 s -> 0.50 (one speaker), 6 s -> 0.164, 10 s -> 0.140; live
-    # latency p95 (bench/bench_live.py): 6 s -> 0.47 s, 10 s -> 4.2 s. The live run takes 6 s;
-    # `mlsan-live diarize` (no latency goal) keeps the VAD's 10 s.
+    # VAD cut for long stretches of speech: bounds the latency of a turn that ends inside one
+    # (without a pause or a change of voice). 6 s, the same as `mlsan-live diarize`
+    # (audio.vad.VadOptions.max_segment_s); the DER of these defaults is in README, Voices.
     max_segment_s: float = 6.0
     asr_threads: int = 2
     debug: bool = False
@@ -138,15 +137,14 @@ class AsrStage:
 
 
 class VoiceStage:
-    """Voice windows -> online diarizer (enrolls new people on the fly)."""
+    """Voice windows -> online diarizer -> overlap turns (audio.speakers.SpeakerStage, the same
+    stage `mlsan-live diarize` runs)."""
 
-    def __init__(self, embedder, diarizer) -> None:
-        self.embedder = embedder
-        self.diarizer = diarizer
+    def __init__(self, speaker_stage) -> None:
+        self.speaker_stage = speaker_stage
 
     def process(self, segment: SpeechSegment) -> list[VoicedSegment]:
-        turns = self.diarizer.process(self.embedder.embed_segment(segment))
-        return [VoicedSegment(segment, tuple(turns))]
+        return [VoicedSegment(segment, tuple(self.speaker_stage.process(segment)))]
 
     def flush(self):
         return []
@@ -344,6 +342,7 @@ class Loaded:
     asr: object = None
     embedder: object = None
     diarizer: object = None
+    speaker_stage: object = None
     text_encoder: object = None
     face_stage: object | None = None
 
@@ -435,36 +434,55 @@ class LivePipeline:
         info.check_signature(backend.signature)
         loaded = Loaded(clock, audio_source, audio_label, video_source, video_label, info, backend)
 
-        from edge_app.audio.diarizer import OnlineDiarizer
+        from dataclasses import replace as _replace
+
         from edge_app.audio.gallery import SpeakerGallery
+        from edge_app.audio.offline import (
+            AudioPipelineOptions,
+            make_embedder,
+            make_speaker_stage,
+            make_vad,
+            make_vad_model,
+        )
 
-        # The gallery before the heavy models: a corrupt one fails at once (it is never
-        # overwritten; the message says how to move it away).
-        from edge_app.audio.voice import EMBED_DIM
+        # The same stages and defaults as `mlsan-live diarize` (audio.offline); only the
+        # segment cut is a flag here. The gallery before the heavy models: a corrupt one, or one
+        # made with another voice model, fails at once (it is never overwritten).
+        audio_opts = AudioPipelineOptions()
+        audio_opts = _replace(
+            audio_opts,
+            vad=_replace(audio_opts.vad, max_segment_s=opts.max_segment_s),
+            vad_model=str(registry.resolve("segmentation").path),
+            voice_model=str(registry.resolve("speaker").path),
+        )
+        gallery = None
+        if opts.gallery is not None:
+            from edge_app.audio.speaker import model_id_of
 
-        gallery = None if opts.gallery is None else SpeakerGallery(opts.gallery, EMBED_DIM)
-        loaded.diarizer = OnlineDiarizer(gallery=gallery)
-        known = {p.speaker_id for p in loaded.diarizer.speakers()}
-        for sid, name in opts.names:
-            if sid in known:
-                loaded.diarizer.rename(sid, name)
+            gallery = SpeakerGallery(opts.gallery, model_id=model_id_of(audio_opts.voice_model))
+            for who in opts.forget:
+                gallery.forget(who)
+            gallery.load()
 
         import torch
 
         torch.set_num_threads(1)  # 2 cores: whisper takes its own threads; torch stages share one
         from edge_app.audio.asr import AsrOptions, WhisperTranscriber
-        from edge_app.audio.vad import SileroVad, StreamingVad, VadOptions
-        from edge_app.audio.voice import VoiceEmbedder
         from mlsan.features import TextEncoder
 
-        loaded.vad = StreamingVad(
-            VadOptions(max_segment_s=opts.max_segment_s),
-            SileroVad(registry.resolve("vad").path),
-        )
+        loaded.vad = make_vad(audio_opts, make_vad_model(audio_opts))
         loaded.asr = WhisperTranscriber(
             AsrOptions(model=str(registry.resolve("asr").path), cpu_threads=opts.asr_threads)
         )
-        loaded.embedder = VoiceEmbedder(weights=registry.resolve("voice").path)
+        loaded.embedder = make_embedder(
+            audio_opts.embedder, audio_opts.voice, audio_opts.voice_model
+        )
+        loaded.speaker_stage = make_speaker_stage(audio_opts, loaded.embedder, loaded.vad, gallery)
+        loaded.diarizer = loaded.speaker_stage.diarizer
+        known = {p.speaker_id for p in loaded.diarizer.speakers()}
+        for sid, name in opts.names:
+            if sid in known:
+                loaded.diarizer.rename(sid, name)
         _quiet_hf()
         loaded.text_encoder = TextEncoder(info.text_feature, registry.resolve("text").path)
         if video_source is not None:
@@ -513,7 +531,7 @@ class LivePipeline:
         rt.add_source("audio-source", ld.audio_source.chunks, [audio_q], on_item=self.arrivals.note)
         rt.add_stage("vad", VadStage(ld.vad), audio_q, [asr_q, voice_q])
         rt.add_stage("asr", AsrStage(ld.asr), asr_q, [parts_q])
-        rt.add_stage("voice", VoiceStage(ld.embedder, ld.diarizer), voice_q, [parts_q])
+        rt.add_stage("voice", VoiceStage(ld.speaker_stage), voice_q, [parts_q])
         faces = progress = None
         if ld.face_stage is not None:
             progress = VideoProgress(rt.stop_event)

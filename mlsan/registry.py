@@ -109,6 +109,26 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
         flag="--voice-model",
     ),
     ModelSpec(
+        name="speaker",
+        role="speaker embedding (CAM++ 3D-Speaker, 192-d, ONNX; Apache-2.0)",
+        artifact="campplus_cn_en_common.onnx",
+        package="edge_app",  # ships inside this project (converted, see edge_app/audio/weights)
+        package_relpath="audio/weights/campplus_cn_en_common.onnx",
+        pip_name=None,
+        sha256="1336173d64f58fa9756b8826ecf286f9c921c6f49ff0dfbc6ae1551e8fc248f8",
+        flag="--speaker-model",
+    ),
+    ModelSpec(
+        name="segmentation",
+        role="speech / overlap segmentation (pyannote segmentation-3.0, ONNX; MIT)",
+        artifact="segmentation-3.0.onnx",
+        package="edge_app",  # ships inside this project (converted, see edge_app/audio/weights)
+        package_relpath="audio/weights/segmentation-3.0.onnx",
+        pip_name=None,
+        sha256="4d672d779d634f03a93e8ba746a02c95b4cb39ddf85ff0cf56e141e21ace80f5",
+        flag="--segmentation-model",
+    ),
+    ModelSpec(
         name="face",
         role="face landmarks + 52 blendshapes (MediaPipe)",
         artifact="face_landmarker.task",

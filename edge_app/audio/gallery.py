@@ -6,9 +6,15 @@ API::
     speakers = g.load()           # list[GallerySpeaker]; [] when the file does not exist yet
     g.save(speakers)              # atomic: temp file in the same folder, fsync, os.replace
 
-File: one JSON object ``{"format": "mlsan-live speaker gallery", "version": 1,
-"embedding_dim": 256, "speakers": [{"id", "name", "centroid": [256 floats], "count",
-"seconds"}]}``. Only voice embeddings and names are stored, never audio.
+File: one JSON object ``{"format": "mlsan-live speaker gallery", "version": 2,
+"embedding_model": "campplus_cn_en_common:1336173d64f5", "embedding_dim": 192, "speakers":
+[{"id", "name", "centroid": [192 floats], "count", "seconds"}]}``. Only each person's mean voice
+embedding, id, optional name and seconds of speech are stored, never audio or words.
+
+The embedding model is part of the file: vectors of two models are not comparable, so
+``load(model_id=...)`` refuses a gallery made with another model (or a version-1 file, which
+resemblyzer's 256-d vectors filled) with one line naming the fix, instead of mixing them.
+``forget(who)`` removes a person by id or name (``mlsan-live --forget NAME``).
 
 A file that exists but is not a valid gallery raises ``GalleryError`` (one line naming the fix)
 from ``load`` AND from ``save``: a corrupt gallery is never overwritten, so nothing the user had
@@ -28,7 +34,7 @@ import numpy as np
 from mlsan.errors import UserFacingError
 
 FORMAT = "mlsan-live speaker gallery"
-VERSION = 1
+VERSION = 2
 
 
 class GalleryError(UserFacingError):
@@ -49,10 +55,18 @@ def _no_constant(name: str):
 
 
 class SpeakerGallery:
-    def __init__(self, path: str | Path, embedding_dim: int | None = None) -> None:
-        """``embedding_dim``: the voice model's; a gallery of another size is refused."""
+    def __init__(
+        self,
+        path: str | Path,
+        model_id: str | None = None,
+        embedding_dim: int | None = None,
+    ) -> None:
+        """``model_id``: the embedding model this run uses (None: not checked);
+        ``embedding_dim``: the voice model's; a gallery of another size is refused."""
         self.path = Path(path).expanduser()
+        self.model_id = model_id
         self.embedding_dim = embedding_dim
+        self.file_model: str | None = None  # what the file says, after load()
 
     def _remove_stale_temps(self) -> None:
         """Temp files of a save that was killed (``.NAME.PID.*.tmp``) whose process is gone."""
@@ -88,8 +102,22 @@ class SpeakerGallery:
             raise self._corrupt(f"not JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise self._corrupt("no 'format' header")
-        if data.get("version") != VERSION:
-            raise self._corrupt(f"version {data.get('version')!r}, this app reads {VERSION}")
+        version = data.get("version")
+        if version not in (1, VERSION):
+            raise self._corrupt(f"version {version!r}, this app reads {VERSION}")
+        file_model = "resemblyzer-ge2e (version-1 gallery)" if version == 1 else None
+        if version == VERSION:
+            file_model = data.get("embedding_model")
+            if not isinstance(file_model, str) or not file_model:
+                raise self._corrupt("missing 'embedding_model'")
+        self.file_model = file_model
+        if self.model_id is not None and file_model != self.model_id:
+            raise GalleryError(
+                f"speaker gallery {self.path} was made with the voice model {file_model}, this "
+                f"run uses {self.model_id}: their voice vectors cannot be compared, so it was "
+                "left untouched; fix: move it away (a new one is started), pass another "
+                "--gallery, or --no-gallery"
+            )
         dim = data.get("embedding_dim")
         speakers = data.get("speakers")
         if not isinstance(dim, int) or not isinstance(speakers, list):
@@ -128,13 +156,41 @@ class SpeakerGallery:
             )
         return out
 
+    def forget(self, who: str) -> list[str]:
+        """Remove every speaker whose id or name is ``who`` (case-insensitive for names);
+        returns the removed ids. Raises GalleryError (nothing written) when nobody matches."""
+        speakers = self.load()
+        key = who.strip().lower()
+        gone = [s for s in speakers if s.speaker_id == who or (s.name or "").lower() == key]
+        if not gone:
+            known = ", ".join(
+                f"{s.speaker_id}" + (f" ({s.name})" if s.name else "") for s in speakers
+            )
+            raise GalleryError(
+                f"nobody called {who!r} in speaker gallery {self.path} (known: "
+                f"{known or 'nobody'}); fix: pass one of those ids or names"
+            )
+        ids = {s.speaker_id for s in gone}
+        model = self.model_id or self.file_model
+        self._write([s for s in speakers if s.speaker_id not in ids], model)
+        return sorted(ids)
+
     def save(self, speakers: list[GallerySpeaker]) -> None:
         if self.path.exists():
             self.load()  # raises (and writes nothing) if the existing file is corrupt
-        dim = int(speakers[0].centroid.shape[0]) if speakers else 256
+        self._write(speakers, self.model_id or self.file_model)
+
+    def _write(self, speakers: list[GallerySpeaker], model: str | None) -> None:
+        if model is None or model.endswith("(version-1 gallery)"):
+            raise GalleryError(
+                f"cannot write speaker gallery {self.path}: the voice model is not known; fix: "
+                "pass the model id (SpeakerGallery(path, model_id))"
+            )
+        dim = int(speakers[0].centroid.shape[0]) if speakers else 0
         data = {
             "format": FORMAT,
             "version": VERSION,
+            "embedding_model": model,
             "embedding_dim": dim,
             "speakers": [
                 {

@@ -1,6 +1,7 @@
-"""The audio stages chained sequentially over one file (no threads): VAD -> voice -> diarizer
-(-> ASR). Used by ``mlsan-live diarize``, the benchmark and the tests; the live runtime chains
-the same stages on its own threads.
+"""The audio stages chained sequentially over one file (no threads): VAD -> speaker stage
+(voice -> diarizer -> overlap) (-> ASR). Used by ``mlsan-live diarize``, the benchmark and the
+tests; the live runtime builds the same stages with the same options (``make_vad``,
+``make_speaker_stage``) and chains them on its own threads.
 
 API::
 
@@ -8,22 +9,30 @@ API::
     result = process_file("talk.wav", stages)                             # FileResult
     result.turns, result.segments, result.transcripts
     write_rttm(result.turns, "talk", out_path)
+
+Defaults (``AudioPipelineOptions()``, the same for ``diarize`` and the live run): pyannote
+segmentation-3.0 speech detection, CAM++ voices, the online diarizer, overlap turns, 6 s
+segment cut. ``LEGACY`` is the previous pipeline (Silero, resemblyzer), kept for the benchmark.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_app.audio.asr import AsrOptions, WhisperTranscriber
-from edge_app.audio.diarizer import DiarizerOptions, OnlineDiarizer
+from edge_app.audio.diarizer import LEGACY_DIARIZER, DiarizerOptions, OnlineDiarizer
 from edge_app.audio.gallery import SpeakerGallery
+from edge_app.audio.segmentation import SegmentationOptions, SegmentationVad
 from edge_app.audio.sources import FileAudioSource
+from edge_app.audio.speaker import CamppEmbedder
+from edge_app.audio.speakers import OverlapOptions, SpeakerStage
 from edge_app.audio.vad import SileroVad, StreamingVad, VadOptions
 from edge_app.audio.voice import VoiceEmbedder, VoiceOptions
 from edge_app.clock import MediaClock
 from edge_app.messages import SpeakerTurn, SpeechSegment, Transcript
+from mlsan.errors import UserFacingError
 
 
 @dataclass(frozen=True)
@@ -32,8 +41,28 @@ class AudioPipelineOptions:
     voice: VoiceOptions = field(default_factory=VoiceOptions)
     diarizer: DiarizerOptions = field(default_factory=DiarizerOptions)
     asr: AsrOptions = field(default_factory=AsrOptions)
-    vad_model: str | None = None  # None: registry "vad"
-    voice_model: str | None = None  # None: registry "voice"
+    # "segmentation" (default; pyannote segmentation-3.0 on a rolling window, registry
+    # "segmentation") or "silero" (the previous VAD, registry "vad"; misses ~40 % of AMI speech).
+    vad_engine: str = "segmentation"
+    segmentation: SegmentationOptions = field(default_factory=SegmentationOptions)
+    vad_model: str | None = None  # None: the registry's model for vad_engine
+    voice_model: str | None = None  # None: registry "voice" (resemblyzer) / "speaker" (CAM++)
+    # "campplus" (default; registry "speaker") or "resemblyzer" (the previous model, registry
+    # "voice"; kept for comparison: at chance on far-field AMI speech, see bench_diarization).
+    embedder: str = "campplus"
+    overlap: OverlapOptions = field(default_factory=OverlapOptions)
+
+
+# The previous pipeline (Silero VAD with its sample-tuned values, resemblyzer windows, the
+# diarizer's resemblyzer thresholds, no overlap turns), kept for bench/bench_diarization.py.
+LEGACY = AudioPipelineOptions(
+    vad=VadOptions(threshold=0.55, neg_threshold=None, pad_s=0.05, max_segment_s=6.0),
+    voice=VoiceOptions(window_s=2.0, hop_s=0.25, min_segment_s=0.3),
+    diarizer=LEGACY_DIARIZER,
+    vad_engine="silero",
+    embedder="resemblyzer",
+    overlap=OverlapOptions(enabled=False),
+)
 
 
 @dataclass
@@ -41,18 +70,59 @@ class AudioStages:
     """Loaded models (reusable across files); the diarizer is made per file or per gallery."""
 
     options: AudioPipelineOptions
-    vad_model: SileroVad
-    embedder: VoiceEmbedder
+    vad_model: SileroVad | SegmentationVad
+    embedder: VoiceEmbedder | CamppEmbedder
     asr: WhisperTranscriber | None
 
     @classmethod
     def load(cls, options: AudioPipelineOptions, transcribe: bool = False) -> AudioStages:
         return cls(
             options=options,
-            vad_model=SileroVad(options.vad_model),
-            embedder=VoiceEmbedder(options.voice, options.voice_model),
+            vad_model=make_vad_model(options),
+            embedder=make_embedder(options.embedder, options.voice, options.voice_model),
             asr=WhisperTranscriber(options.asr) if transcribe else None,
         )
+
+
+EMBEDDERS = ("campplus", "resemblyzer")
+VAD_ENGINES = ("segmentation", "silero")
+
+
+def make_vad_model(options: AudioPipelineOptions) -> SileroVad | SegmentationVad:
+    """The frame-probability model of ``options.vad_engine`` (see ``VAD_ENGINES``)."""
+    if options.vad_engine == "segmentation":
+        return SegmentationVad(options.segmentation, options.vad_model)
+    if options.vad_engine == "silero":
+        return SileroVad(options.vad_model)
+    raise UserFacingError(
+        f"unknown VAD {options.vad_engine!r}; fix: use one of {', '.join(VAD_ENGINES)}"
+    )
+
+
+def make_vad(options: AudioPipelineOptions, model: SileroVad | SegmentationVad) -> StreamingVad:
+    return StreamingVad(options.vad, model)
+
+
+def make_speaker_stage(
+    options: AudioPipelineOptions,
+    embedder,
+    vad: StreamingVad,
+    gallery: SpeakerGallery | None = None,
+) -> SpeakerStage:
+    """Embedder -> diarizer (with the gallery) -> overlap turns read from ``vad``'s model."""
+    diarizer = OnlineDiarizer(options.diarizer, gallery, model_id=embedder.model_id)
+    return SpeakerStage(embedder, diarizer, options.overlap, vad.overlap)
+
+
+def make_embedder(name: str, options: VoiceOptions, weights=None) -> VoiceEmbedder | CamppEmbedder:
+    """The voice embedder called ``name`` (see ``EMBEDDERS``); weights None: the registry's."""
+    if name == "campplus":
+        return CamppEmbedder(options, weights)
+    if name == "resemblyzer":
+        return VoiceEmbedder(options, weights)
+    raise UserFacingError(
+        f"unknown speaker embedder {name!r}; fix: use one of {', '.join(EMBEDDERS)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -62,6 +132,13 @@ class FileResult:
     turns: tuple[SpeakerTurn, ...]
     transcripts: tuple[Transcript, ...]
     diarizer: OnlineDiarizer
+    # Second-speaker turns in overlapped speech (speakers.SpeakerStage); ``turns`` are the
+    # diarizer's own turns (time order, disjoint). An RTTM / the live run carry both.
+    overlaps: tuple[SpeakerTurn, ...] = ()
+
+    @property
+    def all_turns(self) -> tuple[SpeakerTurn, ...]:
+        return tuple(sorted(self.turns + self.overlaps, key=lambda t: (t.t_start, t.t_end)))
 
 
 def process_file(
@@ -77,48 +154,46 @@ def process_file(
     stop = stop or threading.Event()
     clock = MediaClock(realtime=realtime)
     source = FileAudioSource(path, clock)
-    vad = StreamingVad(stages.options.vad, stages.vad_model)
-    diarizer = OnlineDiarizer(stages.options.diarizer, gallery)
+    stages.vad_model.reset()
+    vad = make_vad(stages.options, stages.vad_model)
+    speaker = make_speaker_stage(stages.options, stages.embedder, vad, gallery)
+    diarizer = speaker.diarizer
     segments: list[SpeechSegment] = []
     turns: list[SpeakerTurn] = []
     transcripts: list[Transcript] = []
+    overlaps: list[SpeakerTurn] = []
 
     def handle(segs: list[SpeechSegment]) -> None:
         for seg in segs:
             segments.append(seg)
-            turns.extend(diarizer.process(stages.embedder.embed_segment(seg)))
+            main, extra = speaker.process_split(seg)
+            turns.extend(main)
+            overlaps.extend(extra)
             if stages.asr is not None:
                 transcripts.append(stages.asr.transcribe(seg))
 
     for chunk in source.chunks(stop):
         handle(vad.process(chunk))
     handle(vad.flush())
+
     # Ids may have been merged after a turn was emitted: report the surviving ids.
-    turns = (
-        turns
-        if not resolve_merged
-        else [
+    def resolved(items: list[SpeakerTurn]) -> tuple[SpeakerTurn, ...]:
+        if not resolve_merged:
+            return tuple(items)
+        return tuple(
             t
             if diarizer.resolve(t.speaker_id) == t.speaker_id
-            else SpeakerTurn(
-                t.segment_id,
-                t.t_start,
-                t.t_end,
-                diarizer.resolve(t.speaker_id),
-                t.embedding,
-                t.similarity,
-                t.is_new,
-                t.name,
-            )
-            for t in turns
-        ]
-    )
+            else replace(t, speaker_id=diarizer.resolve(t.speaker_id))
+            for t in items
+        )
+
     return FileResult(
         duration=source.stats().seconds,
         segments=tuple(segments),
-        turns=tuple(turns),
+        turns=resolved(turns),
         transcripts=tuple(transcripts),
         diarizer=diarizer,
+        overlaps=resolved(overlaps),
     )
 
 

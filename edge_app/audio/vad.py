@@ -21,6 +21,10 @@ API::
   ``min_speech_s`` are discarded; ``pad_s`` is added on both sides without overlapping the
   previous segment; a segment reaching ``max_segment_s`` is cut (``truncated=True``) at the
   current pause if one is open, else right there, and speech continues in a new segment at once.
+  Speaker-change cut (``change_min_s``, 1 s by default; only models that report changes, i.e.
+  ``SegmentationVad.take_changes``): a segment that has lasted ``change_min_s`` ends where
+  another voice takes over, and the next one starts there (no pause needed, no padding), so a
+  turn that ends while the other person talks is reported at once, not at the 6-s cut.
   Optional adaptive cut (``long_after_s``, off by default): once the open segment has lasted
   that long, a dip of ``long_min_silence_s`` below ``long_neg_threshold`` ends it like a pause.
 - ``StreamingVad`` buffers only the audio the open segment (and padding) needs.
@@ -49,18 +53,19 @@ class VadError(UserFacingError):
 
 @dataclass(frozen=True)
 class VadOptions:
-    # 0.55 / 0.05 s: chosen on four files (the sample, it at -12 dB, it shifted by 1.3 s, a
-    # two-voice espeak-ng conversation; bench/bench_audio.py "der_sensitivity"), where they
-    # beat Silero's usual 0.5 / 0.1 s on all four (less false alarm at turn edges).
-    # min_silence_s 0.2 (was 0.3): lower or equal DER on all four (0.140/0.146/0.134/0.127 vs
-    # 0.148/0.154/0.142/0.143; it ends the sample's long segment at its 0.19-s turn pause) and
-    # every turn that ends at a pause is labelled ~0.1 s sooner (bench/bench_live.py).
-    threshold: float = 0.55  # p >= this starts (or continues) speech
-    neg_threshold: float | None = None  # p < this starts a pause; None: threshold - 0.15
+    # Defaults for the default frame model, pyannote segmentation-3.0 (SegmentationVad), chosen
+    # on the ten AMI excerpts + sample.wav (bench/bench_diarization.py): 0.7 with a pause
+    # starting below 0.65 (the model's probabilities are sharp: Silero's 0.15 hysteresis kept
+    # 8-17 % of false alarm at turn ends), no padding. The previous Silero values (0.55,
+    # neg 0.4, 0.05 s pad, chosen on the sample) are ``offline.LEGACY``.
+    threshold: float = 0.7  # p >= this starts (or continues) speech
+    neg_threshold: float | None = 0.65  # p < this starts a pause; None: threshold - 0.15
     min_speech_s: float = 0.25  # shorter speech is dropped
     min_silence_s: float = 0.2  # a pause this long ends a segment
-    pad_s: float = 0.05  # added before and after each segment
-    max_segment_s: float = 10.0  # long monologues are cut here (bounds latency; as the live app)
+    pad_s: float = 0.0  # added before and after each segment
+    # Long monologues are cut here: bounds the latency of a turn that ends inside one. The live
+    # run and `mlsan-live diarize` both use 6 s (LiveOptions.max_segment_s, --max-segment).
+    max_segment_s: float = 6.0
     # Adaptive cut: once the open segment has lasted ``long_after_s``, a shorter dip ends it:
     # ``long_min_silence_s`` of frames below ``long_neg_threshold`` (so a turn that ends while
     # the other person talks waits for the next breath, not for ``max_segment_s``). Off (None)
@@ -69,6 +74,9 @@ class VadOptions:
     # at -12 dB and 1 label shifted by 1.3 s) and the mid-speech waits barely move; from 4 s
     # on it only finds the 0.19-s turn pause that min_silence_s=0.2 already ends.
     long_after_s: float | None = None
+    # Speaker-change cut (models that report one: SegmentationVad): a segment that has lasted
+    # this long ends where another voice takes over, without a pause. None: off.
+    change_min_s: float | None = 1.0
     long_min_silence_s: float = 0.1
     long_neg_threshold: float | None = None  # None: the usual neg_threshold
 
@@ -119,6 +127,9 @@ class VadStateMachine:
         if options.long_after_s is not None:
             self.long_after = max(1, int(round(options.long_after_s / FRAME_S)))
         self.long_min_silence = max(1, int(round(options.long_min_silence_s / FRAME_S)))
+        self.min_change: int | None = None
+        if options.change_min_s is not None:
+            self.min_change = max(1, int(round(options.change_min_s / FRAME_S)))
         lt = options.long_neg_threshold
         self.long_off = self.off if lt is None else min(self.on, max(self.off, lt))
         self.reset()
@@ -159,7 +170,9 @@ class VadStateMachine:
         self.dip_start = None
         return out
 
-    def push(self, prob: float) -> list[FrameSegment]:
+    def push(self, prob: float, change: bool = False) -> list[FrameSegment]:
+        """``change``: the frame model saw another voice take over here (SegmentationVad):
+        inside speech, after ``min_change_s``, the segment ends and a new one starts at once."""
         i = self.n
         self.n += 1
         out: list[FrameSegment] = []
@@ -199,6 +212,20 @@ class VadStateMachine:
             ):
                 out += self._close(self.dip_start, truncated=False)
                 return out
+        if (
+            change
+            and self.min_change is not None
+            and self.pause_start is None
+            and i - self.pad_start >= self.min_change
+        ):
+            # No end padding (the next voice starts here), and not "truncated": a turn ends.
+            out += [FrameSegment(f.start, f.end, False) for f in self._close(i, truncated=True)]
+            self.in_speech = True
+            self.start = i
+            self.pad_start = i
+            self.pause_start = None
+            self.dip_start = None
+            return out
         if self.n - self.pad_start >= self.max_len:
             cut = self.pause_start if self.pause_start is not None else self.n
             if cut <= self.pad_start:
@@ -272,6 +299,10 @@ class SileroVad:
         self._context = windows[-1, -CONTEXT:].copy()
         return np.asarray(probs, np.float32).reshape(-1)
 
+    def flush(self) -> np.ndarray:
+        """End of stream: Silero scores every frame at once, so nothing is owed."""
+        return np.zeros(0, np.float32)
+
 
 class StreamingVad:
     """AudioChunks -> SpeechSegments (see module docstring)."""
@@ -292,6 +323,16 @@ class StreamingVad:
         self._next_id = 0
         self._n_samples = 0  # real samples received (dropped ones count: zeros stand in)
         self.probs: list[float] = []  # every frame's probability (diagnostics, bench)
+
+    def overlap(self, t_start: float, t_end: float) -> tuple[float, np.ndarray]:
+        """p(overlapped speech) per 32-ms frame over [t_start, t_end): (time of the first
+        frame, (n,) probabilities); all zero when the model does not tell (Silero)."""
+        if self._t0 is None or not hasattr(self.model, "overlap"):
+            n = max(0, int(np.ceil((t_end - t_start) / FRAME_S)))
+            return t_start, np.zeros(n, np.float32)
+        first = int(np.floor((t_start - self._t0) / FRAME_S))
+        last = int(np.ceil((t_end - self._t0) / FRAME_S))
+        return self._t0 + first * FRAME_S, self.model.overlap(first, last)
 
     def _segment(self, fs: FrameSegment) -> SpeechSegment:
         a = (fs.start - self._base) * FRAME
@@ -330,13 +371,20 @@ class StreamingVad:
             return []
         frames = buf[: n_frames * FRAME]
         self._audio = np.concatenate([self._audio, frames])
-        probs = self.model.probabilities(frames.reshape(n_frames, FRAME))
-        self.probs.extend(float(p) for p in probs)
-        out: list[SpeechSegment] = []
-        for p in probs:
-            for fs in self.machine.push(float(p)):
-                out.append(self._segment(fs))
+        # A model may score frames later than it receives them (SegmentationVad: in blocks,
+        # with look-ahead): the probabilities are those of the oldest frames not yet pushed.
+        out = self._push(self.model.probabilities(frames.reshape(n_frames, FRAME)))
         self._trim()
+        return out
+
+    def _push(self, probs) -> list[SpeechSegment]:
+        self.probs.extend(float(p) for p in probs)
+        take = getattr(self.model, "take_changes", None)
+        changes = take() if take is not None else np.zeros(len(probs), bool)
+        out: list[SpeechSegment] = []
+        for p, c in zip(probs, changes, strict=True):
+            for fs in self.machine.push(float(p), bool(c)):
+                out.append(self._segment(fs))
         return out
 
     def flush(self) -> list[SpeechSegment]:
@@ -347,11 +395,9 @@ class StreamingVad:
             self._pending = np.zeros(0, np.float32)
             if self._t0 is not None:
                 self._audio = np.concatenate([self._audio, tail])
-                p = float(self.model.probabilities(tail[None])[0])
-                self.probs.append(p)
-                for fs in self.machine.push(p):
-                    out.append(self._segment(fs))
+                out += self._push(self.model.probabilities(tail[None]))
         if self._t0 is not None:
+            out += self._push(self.model.flush())
             out += [self._segment(fs) for fs in self.machine.flush()]
             self._trim()
         return out

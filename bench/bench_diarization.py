@@ -1,0 +1,253 @@
+"""Diarization on real meetings: DER of the old and new pipelines in one run. One JSON object.
+
+    python bench/bench_diarization.py [--halves] [--gallery]
+
+Files: the ten AMI excerpts (``../shared/data/diarization/ami``: far-field room microphone,
+1-4 speakers, 21 % of the speech time overlapped) and ``sample.wav`` (two people, close talk).
+Pipelines (``edge_app.audio.offline``): ``new`` = the defaults (segmentation-3.0 speech
+detection on a rolling window, CAM++ voices, online diarizer, overlap turns; the same stages and
+options as the live run) and ``old`` = ``LEGACY`` (Silero, resemblyzer, the previous
+thresholds). ``new`` is scored twice: ``diarize`` (ids resolved after later merges, as
+``mlsan-live diarize`` writes them) and ``live`` (each turn's id exactly as emitted live).
+
+Per file and pooled (AMI: time-weighted over the ten files; sample alone): DER with no collar
+and with a 0.25 s collar (pyannote.metrics ``collar=0.25``, i.e. +-0.125 s around reference
+boundaries), missed / false alarm / confusion seconds, speakers found vs true, and CPU seconds
+(process time) per audio second of VAD + voice + diarizer (ASR excluded; see bench_live.py).
+
+HONESTY: the new defaults were chosen on these same eleven files (there is no other labelled
+meeting audio here). ``--halves`` shows how much that matters: for each of the three tuned
+knobs (VAD threshold, cluster threshold, overlap threshold), the value best on AMI half A
+(trn00-04) is scored on half B (trn05-09) and vice versa, next to the defaults.
+``--gallery``: enroll the people of trn00, trn06, trn07; replay files with other people (trn04,
+trn05) and with the same people (trn03, trn08, trn09); count stored ids given to the wrong /
+right person.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge_app.audio.gallery import SpeakerGallery  # noqa: E402
+from edge_app.audio.offline import (  # noqa: E402
+    LEGACY,
+    AudioPipelineOptions,
+    AudioStages,
+    process_file,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data" / "diarization"
+AMI = [f"trn{i:02d}" for i in range(10)]
+HALF_A, HALF_B = AMI[:5], AMI[5:]
+
+
+def load_refs() -> dict:
+    from pyannote.core import Annotation, Segment
+
+    refs: dict[str, Annotation] = {}
+    for uri, path in (("ami", DATA / "ami" / "train.rttm"), ("sample", DATA / "sample.rttm")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            f = line.split()
+            if f and f[0] == "SPEAKER":
+                key = f[1] if uri == "ami" else "sample"
+                t0 = float(f[3])
+                refs.setdefault(key, Annotation(uri=key))[Segment(t0, t0 + float(f[4]))] = f[7]
+    return refs
+
+
+def wav_of(uri: str) -> Path:
+    return DATA / "sample.wav" if uri == "sample" else DATA / "ami" / f"{uri}.wav"
+
+
+def score(ref, turns, duration: float) -> dict:
+    from pyannote.core import Annotation, Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    hyp = Annotation()
+    for t in turns:
+        if t.t_end > t.t_start:
+            hyp[Segment(t.t_start, t.t_end)] = t.speaker_id
+    uem = Timeline([Segment(0.0, duration)])
+    out = {"speakers_found": len(hyp.labels()), "speakers_true": len(ref.labels())}
+    for collar in (0.0, 0.25):
+        d = DiarizationErrorRate(collar=collar)(ref, hyp, uem=uem, detailed=True)
+        out[f"collar_{collar}"] = {
+            "der": round(d["diarization error rate"], 4),
+            "missed_s": round(d["missed detection"], 3),
+            "false_alarm_s": round(d["false alarm"], 3),
+            "confusion_s": round(d["confusion"], 3),
+            "scored_s": round(d["total"], 3),
+        }
+    return out
+
+
+def pooled(rows: list[dict]) -> dict:
+    out = {}
+    for key in ("collar_0.0", "collar_0.25"):
+        tot = {k: sum(r[key][k] for r in rows) for k in rows[0][key] if k != "der"}
+        err = tot["missed_s"] + tot["false_alarm_s"] + tot["confusion_s"]
+        out[key] = {
+            "der": round(err / tot["scored_s"], 4),
+            **{k: round(v / tot["scored_s"], 4) for k, v in tot.items() if k != "scored_s"},
+        }
+    out["speakers_found_vs_true"] = [(r["speakers_found"], r["speakers_true"]) for r in rows]
+    return out
+
+
+def run_pipeline(stages: AudioStages, refs, uris, modes=("diarize",)) -> dict:
+    files: dict[str, dict] = {m: {} for m in modes}
+    cpu = audio = 0.0
+    for uri in uris:
+        c0 = time.process_time()
+        r = process_file(wav_of(uri), stages, resolve_merged=True)
+        cpu += time.process_time() - c0
+        audio += r.duration
+        files["diarize"][uri] = (
+            score(refs[uri], r.all_turns, r.duration) if "diarize" in modes else None
+        )
+        if "live" in modes:
+            live = process_file(wav_of(uri), stages, resolve_merged=False)
+            files["live"][uri] = score(refs[uri], live.all_turns, live.duration)
+    out = {"cpu_s_per_audio_s": round(cpu / max(audio, 1e-9), 4)}
+    for m in modes:
+        ami = [files[m][u] for u in uris if u != "sample"]
+        out[m] = {
+            "per_file": files[m],
+            "ami_pooled": pooled(ami) if ami else None,
+            "sample": files[m].get("sample"),
+        }
+    return out
+
+
+def der_of(stages, refs, uris) -> float:
+    rows = []
+    for uri in uris:
+        r = process_file(wav_of(uri), stages)
+        rows.append(score(refs[uri], r.all_turns, r.duration))
+    return pooled(rows)["collar_0.0"]["der"]
+
+
+def halves(refs) -> dict:
+    """One knob at a time: best value on one AMI half, scored on the other."""
+    base = AudioPipelineOptions()
+    knobs = {
+        "vad.threshold": [
+            (v, replace(base, vad=replace(base.vad, threshold=v, neg_threshold=v - 0.05)))
+            for v in (0.6, 0.7, 0.8)
+        ],
+        "diarizer.cluster_threshold": [
+            (v, replace(base, diarizer=replace(base.diarizer, cluster_threshold=v)))
+            for v in (0.4, 0.45, 0.5)
+        ],
+        "overlap.threshold": [
+            (v, replace(base, overlap=replace(base.overlap, threshold=v))) for v in (0.2, 0.3, 0.5)
+        ],
+    }
+    stages = AudioStages.load(base)
+    out = {}
+    for name, options in knobs.items():
+        table = []
+        for value, opts in options:
+            stages.options = opts
+            stages.embedder.options = opts.voice
+            table.append(
+                {
+                    "value": value,
+                    "A": der_of(stages, refs, HALF_A),
+                    "B": der_of(stages, refs, HALF_B),
+                }
+            )
+        best_a = min(table, key=lambda r: r["A"])
+        best_b = min(table, key=lambda r: r["B"])
+        out[name] = {
+            "grid": table,
+            "chosen_on_A_scored_on_B": {"value": best_a["value"], "der_B": best_a["B"]},
+            "chosen_on_B_scored_on_A": {"value": best_b["value"], "der_A": best_b["A"]},
+        }
+    stages.options = base
+    return out
+
+
+def gallery_check(refs) -> dict:
+    def people(uri, turns):
+        c: dict[str, Counter] = defaultdict(Counter)
+        for t in turns:
+            for seg, _, who in refs[uri].itertracks(yield_label=True):
+                ov = min(seg.end, t.t_end) - max(seg.start, t.t_start)
+                if ov > 0:
+                    c[t.speaker_id][who] += ov
+        return {sid: cnt.most_common(1)[0][0] for sid, cnt in c.items()}
+
+    stages = AudioStages.load(AudioPipelineOptions())
+    with tempfile.TemporaryDirectory() as tmp:
+        gal = SpeakerGallery(Path(tmp) / "g.json", model_id=stages.embedder.model_id)
+        stored: dict[str, str] = {}
+        for uri in ("trn00", "trn06", "trn07"):
+            r = process_file(wav_of(uri), stages, gallery=gal)
+            r.diarizer.save()
+            who = people(uri, r.all_turns)
+            stored.update(
+                {s.speaker_id: who[s.speaker_id] for s in gal.load() if s.speaker_id in who}
+            )
+        snapshot = gal.path.read_text()
+        replays = {}
+        for uri in ("trn04", "trn05", "trn03", "trn08", "trn09"):
+            gal.path.write_text(snapshot)
+            r = process_file(wav_of(uri), stages, gallery=gal)
+            who = people(uri, r.all_turns)
+            reused = {sid: who[sid] for sid in who if sid in stored}
+            replays[uri] = {
+                "reused": {sid: {"stored_as": stored[sid], "now": p} for sid, p in reused.items()},
+                "wrong": sum(stored[sid] != p for sid, p in reused.items()),
+                "stored_people_present": sorted(set(stored.values()) & set(refs[uri].labels())),
+            }
+    return {"stored": stored, "replays": replays}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--halves", action="store_true", help="tune-on-one-half check (slow)")
+    ap.add_argument("--gallery", action="store_true", help="AMI gallery reuse check")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    refs = load_refs()
+    uris = [*AMI, "sample"]
+    result = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "threads": "1 (torch, onnxruntime)",
+        },
+        "note": "defaults tuned on these same 11 files; see --halves",
+        "defaults_new": {k: v for k, v in asdict(AudioPipelineOptions()).items() if k != "asr"},
+    }
+    new = AudioStages.load(AudioPipelineOptions())
+    result["new"] = run_pipeline(new, refs, uris, modes=("diarize", "live"))
+    old = AudioStages.load(LEGACY)
+    result["old"] = run_pipeline(old, refs, uris)
+    if args.halves:
+        result["halves"] = halves(refs)
+    if args.gallery:
+        result["gallery"] = gallery_check(refs)
+    result["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

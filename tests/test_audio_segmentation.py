@@ -1,0 +1,76 @@
+"""Speech detection with segmentation-3.0 on a rolling window (the default VAD)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_app.audio.segmentation import SegmentationOptions, SegmentationVad
+from edge_app.audio.vad import FRAME, StreamingVad, VadError, VadOptions
+from edge_app.messages import SAMPLE_RATE, AudioChunk
+
+
+@pytest.fixture(scope="module")
+def model():
+    return SegmentationVad(SegmentationOptions())
+
+
+def frames_of(model, audio, step):
+    model.reset()
+    n = len(audio) // FRAME
+    w = audio[: n * FRAME].reshape(n, FRAME)
+    out = [model.probabilities(w[i : i + step]) for i in range(0, n, step)]
+    return np.concatenate([*out, model.flush()]), n
+
+
+def test_every_frame_is_scored_once_whatever_the_block_size(model, shared_data):
+    from edge_app.audio.sources import load_audio
+
+    audio = load_audio(shared_data / "diarization" / "sample.wav")[: SAMPLE_RATE * 12]
+    a, n = frames_of(model, audio, 1)
+    b, _ = frames_of(model, audio, 7)
+    assert len(a) == len(b) == n
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert ((0 <= a) & (a <= 1)).all()
+    assert model.overlap(0, n).shape == (n,)
+
+
+def test_speech_is_found_and_silence_is_not(model, shared_data):
+    # sample.wav: the reference has speech from 6.69 s on; before it, near silence (-70 dBFS),
+    # which a short window's input normalisation would call speech (zero padding prevents it).
+    from edge_app.audio.sources import load_audio
+
+    audio = load_audio(shared_data / "diarization" / "sample.wav")
+    p, n = frames_of(model, audio, 5)
+    t = (np.arange(n) + 0.5) * FRAME / SAMPLE_RATE
+    assert (p[t < 6.0] >= 0.7).mean() < 0.02
+    speech = np.zeros(n, bool)
+    for line in (shared_data / "diarization" / "sample.rttm").read_text().splitlines():
+        f = line.split()
+        speech |= (t >= float(f[3])) & (t < float(f[3]) + float(f[4]))
+    assert (p[speech] >= 0.7).mean() > 0.95  # measured 0.99
+    assert (p[~speech] >= 0.7).mean() < 0.15
+
+
+def test_streaming_vad_with_delayed_scores_keeps_the_timeline(model, shared_data):
+    from edge_app.audio.sources import load_audio
+
+    audio = load_audio(shared_data / "diarization" / "sample.wav")[: SAMPLE_RATE * 15]
+    model.reset()
+    vad = StreamingVad(VadOptions(), model)
+    out = []
+    for i in range(0, len(audio), 1337):
+        out += vad.process(AudioChunk(i / SAMPLE_RATE, audio[i : i + 1337]))
+    out += vad.flush()
+    assert out
+    prev = 0.0
+    for s in out:
+        assert prev - 1e-6 <= s.t_start < s.t_end <= 15.0 + 1e-6
+        assert abs(len(s.samples) / SAMPLE_RATE - (s.t_end - s.t_start)) < 1e-6
+        prev = s.t_end
+    assert len(vad.probs) == len(audio) // FRAME + 1  # every frame (the padded tail too)
+
+
+def test_bad_window_is_one_line_error():
+    with pytest.raises(VadError, match="out of range"):
+        SegmentationVad(SegmentationOptions(context_s=30.0))
