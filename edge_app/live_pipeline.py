@@ -457,9 +457,13 @@ class LivePipeline:
         )
         gallery = None
         if opts.gallery is not None:
-            from edge_app.audio.speaker import model_id_of
+            from edge_app.audio.speaker import EMBED_DIM, model_id_of
 
-            gallery = SpeakerGallery(opts.gallery, model_id=model_id_of(audio_opts.voice_model))
+            gallery = SpeakerGallery(
+                opts.gallery,
+                model_id=model_id_of(audio_opts.voice_model),
+                embedding_dim=EMBED_DIM,
+            )
             for who in opts.forget:
                 gallery.forget(who)
             gallery.load()

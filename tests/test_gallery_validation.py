@@ -18,10 +18,11 @@ from edge_app.audio.gallery import GalleryError, GallerySpeaker, SpeakerGallery
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _write(path: Path, dim: int = 256, count="1", seconds="2.5") -> str:
+def _write(path: Path, dim: int = 256, count="1", seconds="2.5", model: str = "fake") -> str:
     centroid = ", ".join(["0.0625"] * dim)
     text = (
-        f'{{"format": "mlsan-live speaker gallery", "version": 1, "embedding_dim": {dim}, '
+        f'{{"format": "mlsan-live speaker gallery", "version": 2, "embedding_model": "{model}", '
+        f'"embedding_dim": {dim}, '
         f'"speakers": [{{"id": "spk1", "name": "Alice", "centroid": [{centroid}], '
         f'"count": {count}, "seconds": {seconds}}}]}}'
     )
@@ -62,7 +63,7 @@ def test_stale_temp_files_of_a_killed_save_are_removed(tmp_path):
     saving = tmp_path / f".gallery.json.{os.getpid()}.zz9.tmp"  # a live save: left alone
     for f in (orphan, legacy, saving):
         f.write_text("{half")
-    gallery = SpeakerGallery(path, embedding_dim=4)
+    gallery = SpeakerGallery(path, model_id="fake-4", embedding_dim=4)
     gallery.save([GallerySpeaker("spk1", None, np.array([1, 0, 0, 0], np.float32), 3, 2.0)])
     assert not orphan.exists() and not legacy.exists() and saving.exists()
     assert json.loads(path.read_text())["speakers"][0]["id"] == "spk1"
@@ -74,8 +75,13 @@ def test_stale_temp_files_of_a_killed_save_are_removed(tmp_path):
 
 
 def test_live_run_refuses_a_gallery_of_another_size_and_leaves_it(shared_data, tmp_path):
+    from edge_app.audio.speaker import model_id_of
+    from mlsan.registry import default_registry
+
     path = tmp_path / "g.json"
-    text = _write(path, dim=192)
+    # The live run's own voice model, but vectors of another size (a damaged or edited file).
+    model = model_id_of(default_registry({}).resolve("speaker").path)
+    text = _write(path, dim=256, model=model)
     wav = shared_data / "diarization" / "sample.wav"
     proc = subprocess.run(
         [sys.executable, "-m", "edge_app.cli", "--audio", str(wav), "--headless", "--fast",
@@ -84,5 +90,5 @@ def test_live_run_refuses_a_gallery_of_another_size_and_leaves_it(shared_data, t
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "192-d voices" in lines[0] and "fix:" in lines[0], proc.stderr
+    assert len(lines) == 1 and "256-d voices" in lines[0] and "fix:" in lines[0], proc.stderr
     assert path.read_text() == text

@@ -114,12 +114,13 @@ def _zip_data_offset(path: Path) -> int:
     return info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
 
 
-def test_corrupt_cached_voice_model_stops_the_run_as_models_reports_it(shared_data, tmp_path):
-    """A cached copy with one flipped byte: the run refuses it with the line `models` prints."""
+def test_corrupt_cached_speaker_model_stops_the_run_as_models_reports_it(shared_data, tmp_path):
+    """A cached copy of the voice (speaker) model with one flipped byte: the run refuses it
+    with the line `models` prints."""
     from mlsan.registry import ModelRegistry
 
-    packaged = ModelRegistry(cache_dir=tmp_path / "none", environ={}).resolve("voice").path
-    cached = tmp_path / "cache" / "voice" / packaged.name
+    packaged = ModelRegistry(cache_dir=tmp_path / "none", environ={}).resolve("speaker").path
+    cached = tmp_path / "cache" / "speaker" / packaged.name
     cached.parent.mkdir(parents=True)
     cached.write_bytes(packaged.read_bytes())
     _flip_byte(cached, cached.stat().st_size // 2)
@@ -127,7 +128,7 @@ def test_corrupt_cached_voice_model_stops_the_run_as_models_reports_it(shared_da
     models = subprocess.run(
         [*CLI, "models", "--json"], cwd=REPO, capture_output=True, text=True, env=env, timeout=120
     )
-    problem = {r["name"]: r for r in json.loads(models.stdout)["models"]}["voice"]["problem"]
+    problem = {r["name"]: r for r in json.loads(models.stdout)["models"]}["speaker"]["problem"]
     assert models.returncode == 1 and problem and f"delete {cached}" in problem
     wav = shared_data / "diarization" / "sample.wav"
     proc = subprocess.run(
