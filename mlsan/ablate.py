@@ -76,6 +76,7 @@ def multimodal_ablation(args, rest: list[str], base_parser) -> dict:
         ravdess_actors=first.ravdess_actors,
         ravdess_per_actor=first.ravdess_per_actor,
     )
+    ship = None
     meld_test = None
     if meld and not first.limit_dialogues:
         meld_test = load_meld(meld, "test", config0, cache_dir=first.cache_dir)
@@ -103,6 +104,8 @@ def multimodal_ablation(args, rest: list[str], base_parser) -> dict:
                 test["meld_disgust"] = r["per_class_f1"]["disgust"]
             run["test"] = test
             run["seconds"] = round(time.perf_counter() - t0, 1)
+            if args.ship and variant == "full" and (ship is None or res.dev["score"] > ship[0]):
+                ship = (res.dev["score"], res, run, vargs)
             runs.append(run)
             results["runs"].append(run)
             print(f"{variant}/seed{seed}: {json.dumps(test)} ({run['seconds']}s)", flush=True)
@@ -115,6 +118,14 @@ def multimodal_ablation(args, rest: list[str], base_parser) -> dict:
                 for k in runs[0]["test"]
             }
             results_path.write_text(json.dumps(results, indent=1))
+    if ship is not None:
+        from mlsan.train import save_joint
+
+        _, res, run, vargs = ship
+        digest = save_joint(args.ship, res, vargs, run["test"], results["command"])
+        results["shipped"] = {"path": args.ship, "sha256": digest, "seed": run["seed"]}
+        results_path.write_text(json.dumps(results, indent=1))
+        print(f"shipped {args.ship} (seed {run['seed']}, dev score {res.dev['score']})", flush=True)
     table = multimodal_markdown(results)
     results_path.with_suffix(".md").write_text(table + "\n")
     print(table)

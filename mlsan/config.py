@@ -102,6 +102,9 @@ class MLSANConfig:
     ema_decay: float = 0.0  # >0: evaluate/keep an exponential moving average of the weights
     seed: int = 0
 
+    # Joint training (mlsan.joint): weight of each source's mean loss in a step.
+    source_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # MELD, RAVDESS, FER2013
+
     trained_modalities: tuple[str, ...] = ("text",)  # modalities present in the training data
 
     def __post_init__(self) -> None:

@@ -198,7 +198,10 @@ def evaluate_ravdess(checkpoint, data, enroll: int = 0, draws: int = 5) -> dict:
     loaded = load_checkpoint(checkpoint)
     _needs_voice(loaded, checkpoint)
     torch.set_num_threads(1)
-    voice = load_voice(data, loaded.config, log=lambda m: print(m, file=sys.stderr))
+    # Only the test actors' clips are read (the model carries its own feature standardisation).
+    voice = load_voice(
+        data, loaded.config, log=lambda m: print(m, file=sys.stderr), actors=TEST_ACTORS
+    )
     out = ravdess_enroll_eval(loaded.model, loaded.config, voice, TEST_ACTORS, enroll, draws)
     out.update(
         dataset="ravdess",

@@ -364,7 +364,7 @@ def train_joint(
                 batch = make_batch([meld[i] for i in chunk], config, None, group_map, row_cache)
                 logits, _, latent = model.forward_with_latent(*batch.model_inputs())
                 real = batch.labels >= 0
-                loss = loss + classification_loss(
+                loss = loss + config.source_weights[0] * classification_loss(
                     logits[real], batch.labels[real], config, w["meld"]
                 )
                 if use_reg:
@@ -382,7 +382,9 @@ def train_joint(
                 inputs = voice_batch(sources.voice, idx, ks, rng, config)
                 logits, _, latent = model.forward_with_latent(*inputs)
                 y = torch.from_numpy(sources.voice.labels[idx])
-                loss = loss + classification_loss(logits[:, 0], y, config, w["voice"])
+                loss = loss + config.source_weights[1] * classification_loss(
+                    logits[:, 0], y, config, w["voice"]
+                )
                 if use_reg:
                     loss = loss + config.reg_weight * speaker_consistency_loss(
                         latent[:, 0],
@@ -396,7 +398,9 @@ def train_joint(
                 idx, f_order = f_order[:128], f_order[128:]
                 logits, _ = model(*face_batch(sources.face, idx, config))
                 y = torch.from_numpy(sources.face.labels[idx])
-                loss = loss + classification_loss(logits[:, 0], y, config, w["face"])
+                loss = loss + config.source_weights[2] * classification_loss(
+                    logits[:, 0], y, config, w["face"]
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -215,7 +215,22 @@ def load_cache(
 ) -> tuple[list[Clip], dict]:
     clips = list_clips(root, actors, per_actor)
     path = _cache_path(Path(root), clips, kind)
-    if path.exists():
+    full = list_clips(root)
+    full_path = _cache_path(Path(root), full, kind)
+    if (actors or per_actor) and full_path.exists() and not path.exists():
+        # A slice of clips whose whole-set cache exists: take its rows (same features).
+        data = dict(np.load(full_path))
+        pos = {c.path.name: i for i, c in enumerate(full)}
+        rows = [pos[c.path.name] for c in clips]
+        if kind == "whisper":
+            off = data["offsets"]
+            seqs = [data["states"][off[i] : off[i + 1]] for i in rows]
+            data["states"] = np.concatenate(seqs)
+            data["offsets"] = np.cumsum([0] + [len(q) for q in seqs])
+            data["n_samples"] = data["n_samples"][rows]
+        else:
+            data["x"] = data["x"][rows]
+    elif path.exists():
         data = dict(np.load(path))
     else:
         log(f"extracting {kind} features for {len(clips)} RAVDESS clips -> {path}")

@@ -257,6 +257,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="joint training")
     parser.add_argument(
+        "--source-weights",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("MELD", "RAVDESS", "FER"),
+        help="joint: weight of each source's mean loss per step (default 1 1 1)",
+    )
+    parser.add_argument(
         "--ravdess-actors",
         type=lambda v: tuple(int(a) for a in v.split(",")),
         default=None,
@@ -343,6 +351,7 @@ def joint_config(args: argparse.Namespace, config: MLSANConfig) -> MLSANConfig:
     return config.with_(
         audio_input_dropout=0.5,
         direct_init=1.0,
+        source_weights=tuple(args.source_weights or config.source_weights),
         speaker_source="none" if args.no_speaker else "enroll",
         speaker_dim=enroll_dim(audio_dim, config.text_dim),
         audio_dim=audio_dim,
@@ -356,6 +365,51 @@ def joint_config(args: argparse.Namespace, config: MLSANConfig) -> MLSANConfig:
         label_names=JOINT_LABELS,
         trained_modalities=tuple(modalities),
     )
+
+
+def save_joint(out, result, args, test: dict, command: str) -> str:
+    """Write a joint checkpoint + JSON sidecar (data, licences, protocol, metrics, command)."""
+    config = result.config
+    meld = None if args.data in ("", "none") else args.data
+    data = []
+    if meld:
+        data.append(
+            "MELD text (declare-lab/MELD CSVs, commit 2d2011b; GPL-3.0): train to fit, dev "
+            "for selection"
+        )
+    if args.ravdess:
+        data.append(
+            "RAVDESS speech (Livingstone & Russo 2018; CC BY-NC-SA 4.0; acted): actors 1-18 to "
+            "fit, 19-20 for selection, 21-24 never seen (test)"
+        )
+    if args.face:
+        data.append(
+            f"FER2013 face embeddings {args.face} (research use only): Training to fit, "
+            "PublicTest for selection, PrivateTest reported"
+        )
+    licence = "GPL-3.0 (MELD)" if meld else ""
+    if args.ravdess:
+        licence += "; NON-COMMERCIAL: CC BY-NC-SA 4.0 (RAVDESS)"
+    if args.face:
+        licence += "; research use only (FER2013)"
+    meta = {
+        "data": data,
+        "licence": licence.strip("; "),
+        "protocol": "joint training (mlsan.joint): one batch per source per step, loss = "
+        f"weighted sum of per-source means {list(config.source_weights)}; voice = pooled "
+        f"Whisper tiny.en int8 encoder states ({config.audio_feature}); speaker = enroll (K "
+        f"other unlabelled clips, random K per sample); {config.context_mode} context on MELD",
+        "seed": config.seed,
+        "best_epoch": result.best_epoch,
+        "dev": result.dev,
+        "test_metrics": test,
+        "command": command,
+    }
+    digest = save_checkpoint(out, result.model, config, meta)
+    Path(out).with_suffix(".json").write_text(
+        json.dumps(meta | {"sha256": digest}, indent=2) + "\n"
+    )
+    return digest
 
 
 def run_joint(args: argparse.Namespace) -> dict:
@@ -410,46 +464,10 @@ def run_joint(args: argparse.Namespace) -> dict:
         "test": test,
     }
     if args.out:
-        data = []
-        if meld:
-            data.append(
-                "MELD text (declare-lab/MELD CSVs, commit 2d2011b; GPL-3.0): train to fit, dev "
-                "for selection"
-            )
-        if args.ravdess:
-            data.append(
-                "RAVDESS speech (Livingstone & Russo 2018; CC BY-NC-SA 4.0, acted): actors "
-                "1-18 to fit, 19-20 for selection, 21-24 never seen (test)"
-            )
-        if args.face:
-            data.append(
-                f"FER2013 face embeddings {args.face} (research use only): Training to fit, "
-                "PublicTest for selection, PrivateTest reported"
-            )
-        licence = "GPL-3.0 (MELD)" if meld else ""
-        if args.ravdess:
-            licence += "; NON-COMMERCIAL: CC BY-NC-SA 4.0 (RAVDESS)"
-        if args.face:
-            licence += "; research use only (FER2013)"
-        meta = {
-            "data": data,
-            "licence": licence.strip("; "),
-            "protocol": "joint training (mlsan.joint): one batch per source per step, loss = "
-            "sum of per-source means; voice = pooled Whisper tiny.en int8 encoder states "
-            f"({config.audio_feature}); speaker = enroll (K other unlabelled clips, random K); "
-            f"{config.context_mode} context on MELD",
-            "seed": config.seed,
-            "best_epoch": result.best_epoch,
-            "dev": result.dev,
-            "test_metrics": test,
-            "command": "mlsan-train " + " ".join(sys.argv[1:]),
-        }
-        digest = save_checkpoint(args.out, result.model, config, meta)
-        summary["checkpoint"] = str(args.out)
-        summary["sha256"] = digest
-        Path(args.out).with_suffix(".json").write_text(
-            json.dumps(meta | {"sha256": digest}, indent=2) + "\n"
+        summary["sha256"] = save_joint(
+            args.out, result, args, test, "mlsan-train " + " ".join(sys.argv[1:])
         )
+        summary["checkpoint"] = str(args.out)
     return summary
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlsan.voice_features import MIN_SAMPLES, check_audio, pool_span, pool_states
+from mlsan.voice_features import MIN_SAMPLES, check_audio, feature_dim, pool_span, pool_states
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def test_pool_span_of_whole_segment_equals_training_pooling():
     a = pool_states(states, n)
     b = pool_span(states[:200], 0.0, n / 16000)
     np.testing.assert_array_equal(a, b)
-    assert a.shape == (16,)
+    assert a.shape == (feature_dim(8),)
     # Padding states beyond the audio are not pooled.
     states[160:] = 1e6
     assert np.abs(pool_states(states, n)).max() < 1e3
@@ -172,8 +172,11 @@ def test_gate_differs_between_two_speakers(trained):
         enroll_row(v.x[v.actors == a][:4].mean(0), 4, None, 0, config.audio_dim, config.text_dim)
         for a in (1, 2)
     ]
-    _, gate = result.model(*_voice_inputs(config, sources, rows))
-    assert gate[0, 0, 0] + gate[0, 0, 1] == pytest.approx(1.0, abs=1e-5)  # text + voice present
+    with torch.no_grad():
+        _, gate = result.model(*_voice_inputs(config, sources, rows))
+    assert float(gate[0, 0, 0] + gate[0, 0, 1]) == pytest.approx(
+        1.0, abs=1e-5
+    )  # text + voice present
     assert abs(float(gate[0, 0, 1] - gate[1, 0, 1])) > 1e-5
 
 
@@ -185,13 +188,15 @@ def test_each_ablation_switch_changes_outputs(trained):
     v = sources.voice
     row = enroll_row(v.x[v.actors == 21][1:9].mean(0), 8, None, 0, config.audio_dim, 768)
     inputs = _voice_inputs(config, sources, [row])
-    full_logits, full_gate = result.model(*inputs)
+    with torch.no_grad():
+        full_logits, full_gate = result.model(*inputs)
     state = result.model.state_dict()
     for switch in ("use_film", "use_gate_speaker", "use_speaker", "film_direct"):
         ablated = build_model(config.with_(**{switch: False}))
         ablated.load_state_dict(state, strict=False)
         ablated.eval()
-        logits, gate = ablated(*inputs)
+        with torch.no_grad():
+            logits, gate = ablated(*inputs)
         diff = max(float((logits - full_logits).abs().max()), float((gate - full_gate).abs().max()))
         assert diff > 1e-5, switch
 
@@ -227,7 +232,7 @@ def test_text_batch_leaves_voice_film_untouched_and_voice_batch_does_not(trained
     assert grads(logits[batch.labels >= 0].logsumexp(-1).mean()) == [0.0, 0.0]
     idx = np.flatnonzero(sources.voice.actors == 1)[:8]
     rng = np.random.default_rng(0)
-    logits, _ = model(*voice_batch(sources.voice, idx, np.full(8, 4), rng, config))
+    logits, _ = model(*voice_batch(sources.voice, idx, np.full(len(idx), 4), rng, config))
     assert all(g > 0 for g in grads(logits.logsumexp(-1).mean()))
 
 
@@ -258,3 +263,33 @@ def test_mlsan_train_and_ablate_cli_on_a_real_slice(tmp_path, ravdess, shared_da
     table = json.loads(res.read_text())
     assert set(table["summary"]) == {"full", "no-speaker"}
     assert "RAVDESS wF1, K=8" in res.with_suffix(".md").read_text()
+
+
+def test_mlsan_eval_ravdess_on_the_shipped_checkpoint(ravdess):
+    """The README's K=0 claim (speaker-independent, actors 21-24): weighted F1 >= 72."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlsan.registry import default_registry
+
+    repo = Path(__file__).resolve().parent.parent
+    ckpt = default_registry().resolve("mlsan").path
+    if "multimodal" not in ckpt.name:
+        pytest.skip(f"the default checkpoint {ckpt.name} is not the multimodal one")
+    cmd = [sys.executable, "-m", "mlsan.evaluate", "--dataset", "ravdess", "--data", str(ravdess)]
+    out = subprocess.run(
+        [*cmd, "--enroll", "0", "--json"], cwd=repo, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-500:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["classes"] == [
+        "neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"
+    ]  # fmt: skip
+    assert set(result["per_class"]) == set(result["classes"]) and "21-24" in result["protocol"]
+    assert result["weighted_f1"] >= 72.0 and result["n"] == 240
+    bad = subprocess.run(
+        [*cmd, "--enroll", "40"], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode != 0 and bad.stderr.startswith("mlsan-eval: error:")
+    assert bad.stderr.count("\n") == 1
