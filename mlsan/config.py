@@ -83,6 +83,7 @@ class MLSANConfig:
     use_gate_speaker: bool = True  # False: the gate does not see the speaker code
     film_direct: bool = False  # enroll: FiLM also shifts voice by -alpha*rel(K)*(speaker mean)
     direct_init: float = 0.0  # initial alpha (1.0 = start from "centre on the speaker's mean")
+    direct_rel_init: tuple[float, ...] = (1.0, -1.0)  # initial (a, b) of rel(K)
     use_speaker: bool = True  # False: the speaker tensor is ignored everywhere
     use_reg: bool = True  # output-level: speaker-consistency loss during training
     use_context: bool = True  # False: each utterance alone (no dialogue context)

@@ -277,9 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confusion", default=None, help="write the confusion matrix PNG here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    if args.dataset == "fer2013":
-        from mlsan.fer2013 import eval_main  # the face encoder's evaluation (mlsan/fer2013.py)
-
+    if args.dataset == "fer2013":  # the face encoder's evaluation lives in mlsan/fer2013.py
+        try:
+            from mlsan.fer2013 import eval_main
+        except ImportError:
+            print(
+                "mlsan-eval: error: FER2013 evaluation needs mlsan/fer2013.py (the face "
+                "expression encoder); fix: install a version that has it",
+                file=sys.stderr,
+            )
+            return 2
         return eval_main(args)
     if args.dataset == "ravdess":
         try:

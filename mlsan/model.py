@@ -57,12 +57,12 @@ class FiLM(nn.Module):
 class DirectShift(nn.Module):
     """Count-gated per-feature shift by the speaker's mean voice: -alpha * rel(K) * mean."""
 
-    def __init__(self, dim: int, init: float = 0.0) -> None:
+    def __init__(self, dim: int, init: float = 0.0, rel_init=(1.0, -1.0)) -> None:
         super().__init__()
         self.alpha = nn.Parameter(torch.full((dim,), float(init)))  # 0 = identity
         self.rel = nn.Linear(1, 1)  # rel(K) = sigmoid(a * log(1+K) + b)
-        nn.init.constant_(self.rel.weight, 1.0)
-        nn.init.constant_(self.rel.bias, -1.0)
+        nn.init.constant_(self.rel.weight, float(rel_init[0]))
+        nn.init.constant_(self.rel.bias, float(rel_init[1]))
 
     def forward(self, mean: torch.Tensor, log_count: torch.Tensor) -> torch.Tensor:
         rel = torch.sigmoid(self.rel(log_count)) * (log_count > 0).to(mean.dtype)
@@ -139,7 +139,9 @@ class MLSAN(nn.Module):
                 self.register_buffer(f"{m}_mu", torch.zeros(dims[m]))
                 self.register_buffer(f"{m}_sd", torch.ones(dims[m]))
         self.direct = (
-            DirectShift(c.audio_dim, c.direct_init) if (c.film_direct and c.use_film) else None
+            DirectShift(c.audio_dim, c.direct_init, c.direct_rel_init)
+            if (c.film_direct and c.use_film)
+            else None
         )
         self.speaker_proj = nn.Sequential(
             nn.Linear(c.speaker_dim, c.speaker_hidden), nn.LayerNorm(c.speaker_hidden), nn.GELU()
