@@ -60,6 +60,7 @@ class ModelInfo:
     context_mode: str
     audio_feature: str = "prosody88"
     visual_feature: str = "blendshapes112"
+    face_encoder_sha256: str | None = None  # the face encoder the model was trained on
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> ModelInfo:
@@ -80,6 +81,7 @@ class ModelInfo:
             context_mode=str(cfg.context_mode),
             audio_feature=str(cfg.audio_feature),
             visual_feature=str(cfg.visual_feature),
+            face_encoder_sha256=loaded.meta.get("face_encoder_sha256"),
         )
 
     def check_signature(self, signature) -> None:
@@ -145,6 +147,28 @@ def masking_policy(
     return tuple(allowed), tuple(notes)
 
 
+def face_encoder_mismatch(info: ModelInfo) -> str | None:
+    """Why the live face-expression encoder cannot feed this model, or None.
+
+    The model learned on embeddings of one encoder; another encoder's embeddings (even of the
+    same architecture) are a different space, so they are masked rather than misread.
+    """
+    if info.visual_feature != "face-expression" or not info.face_encoder_sha256:
+        return None
+    try:
+        from mlsan.registry import default_registry, file_sha256
+
+        live = file_sha256(default_registry().resolve("face_expression").path)
+    except Exception as exc:  # noqa: BLE001 - no such model in this registry / not installed
+        return f"no face-expression encoder to check ({type(exc).__name__})"
+    if live != info.face_encoder_sha256:
+        return (
+            f"the face encoder ({live[:12]}) is not the one the checkpoint was trained on "
+            f"({info.face_encoder_sha256[:12]}); fix: retrain with mlsan-train --face on its npz"
+        )
+    return None
+
+
 class UtteranceFeaturizer:
     """Utterance -> :class:`UtteranceFeatures` (see module docstring for masking)."""
 
@@ -167,6 +191,10 @@ class UtteranceFeaturizer:
                 f"(kind {info.text_feature})"
             )
         self.allowed, self.notes = masking_policy(info, self.options)
+        why = face_encoder_mismatch(info)
+        if self.allowed[2] and why:
+            self.allowed = (*self.allowed[:2], False)
+            self.notes = (*self.notes, f"face: masked, {why}")
 
     def features(self, utt: Utterance) -> UtteranceFeatures:
         info = self.info

@@ -408,6 +408,10 @@ def save_joint(out, result, args, test: dict, command: str) -> str:
         "test_metrics": test,
         "command": command,
     }
+    if args.face:
+        with np.load(args.face) as face:  # which face encoder made the training embeddings
+            if "encoder_sha256" in face:
+                meta["face_encoder_sha256"] = str(face["encoder_sha256"])
     digest = save_checkpoint(out, result.model, config, meta)
     Path(out).with_suffix(".json").write_text(
         json.dumps(meta | {"sha256": digest}, indent=2) + "\n"

@@ -293,3 +293,17 @@ def test_mlsan_eval_ravdess_on_the_shipped_checkpoint(ravdess):
     )
     assert bad.returncode != 0 and bad.stderr.startswith("mlsan-eval: error:")
     assert bad.stderr.count("\n") == 1
+
+
+def test_face_from_another_encoder_is_masked_not_misread(tmp_path):
+    from edge_app.emotion_features import ModelInfo, face_encoder_mismatch
+
+    info = ModelInfo(
+        path=tmp_path, label_names=("a",), text_feature="minilm", text_dim=384, audio_dim=4,
+        visual_dim=128, speaker_dim=1, speaker_source="enroll", trained_modalities=("visual",),
+        context_mode="causal", visual_feature="face-expression", face_encoder_sha256="0" * 64,
+    )  # fmt: skip
+    assert face_encoder_mismatch(info)  # no such encoder here, or a different one: a reason
+    assert (
+        face_encoder_mismatch(ModelInfo(**{**info.__dict__, "face_encoder_sha256": None})) is None
+    )
