@@ -21,10 +21,12 @@ Usage::
     python bench/bench_live.py [--audio ../shared/data/diarization/sample.wav] \
         [--configs ort-seg6-asr2,torch-seg6-asr2,ort-seg6-asr1,ort-seg10-asr2] [--repeat 2]
 
-Configurations are ``<backend>[-seg<N>][-asr<K>]``: emotion backend (ort = onnxruntime,
+Configurations are ``<backend>[-seg<N>][-asr<K>][-text]``: emotion backend (ort = onnxruntime,
 torch), the VAD's maximum segment length N seconds (default 10 as in the app; a turn that
 ends inside a longer stretch of speech waits for the cut)
-and the speech recogniser's CPU threads K (default 2; 1 leaves a core to the voice stage).
+and the speech recogniser's CPU threads K (default 2; 1 leaves a core to the voice stage);
+``-text`` runs the text-only checkpoint (``mlsan_meld.pt``) instead of the default multimodal
+one (voice features from the ASR's encoder pass), to show what voice costs.
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
 ``load_avg_1m_before`` is recorded because the CPU may be shared with other work.
 """
@@ -65,7 +67,11 @@ def run_config(name: str, audio: Path, context: int) -> dict:
 
     backend_key, *knobs = name.split("-")
     seg, asr_threads = 10.0, 2
+    model_paths: tuple[tuple[str, str], ...] = ()
     for knob in knobs:
+        if knob == "text":
+            model_paths = (("mlsan", str(REPO / "mlsan" / "checkpoints" / "mlsan_meld.pt")),)
+            continue
         if knob.startswith("seg"):
             seg = float(knob[3:])
         elif knob.startswith("asr"):
@@ -82,6 +88,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         context=context,
         max_segment_s=seg,
         asr_threads=asr_threads,
+        model_paths=model_paths,
     )
     pipe = LivePipeline(options)
     t_load = time.monotonic()
@@ -136,6 +143,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     return {
         "config": name,
         "backend": snap.header.backend,
+        "checkpoint": "text-only" if model_paths else "multimodal (default)",
         "max_segment_s": options.max_segment_s,
         "asr_threads": options.asr_threads,
         "load_s": round(load_s, 2),

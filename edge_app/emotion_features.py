@@ -4,9 +4,13 @@
   the text encoder kind, where its speaker tensor comes from (``history`` or ``voice``), and
   which modalities it was trained on.
 * :class:`UtteranceFeaturizer`: text -> ``mlsan.features.TextEncoder`` (same encoder and kind
-  as training); audio -> ``edge_app.audio.features.audio_features`` (88); visual -> the bound
-  face's pooled blendshape/pose statistics (112). A modality is masked (mask 0, zeros) when it
-  is missing for this utterance (no face seen, no audio) **or when the checkpoint was never
+  as training); audio -> the checkpoint's ``audio_feature``: pooled Whisper encoder states
+  (``mlsan.voice_features``, taken from the ASR's own encoder pass via ``voice_states``, the
+  same function as training) or the older 88 prosody statistics; visual -> the checkpoint's
+  ``visual_feature``: the face-expression embedding pooled over the bound face's frames
+  (``face-expression``) or the blendshape/pose statistics (112). A modality is masked (mask 0,
+  zeros) when
+  it is missing for this utterance (no face seen, no audio) **or when the checkpoint was never
   trained on it**: a model that never saw audio features would read them as noise. The masked
   modalities and the reasons are reported (UI header, ``masked`` in each event).
 * :class:`DialogueWindow`: the causal context, the last ``max_context`` utterances of the
@@ -16,8 +20,12 @@
   speaker's own earlier utterances (``mlsan.speaker.SpeakerHistory``: mean of their text
   features + log(1 + count); a speaker enrolled a moment ago starts at zeros and the model
   adapts as they speak); ``voice`` = the turn's 256-d voice d-vector
-  (``mlsan.speaker.voice_representation``). A closed-set ``id`` checkpoint cannot know live
-  speakers: it gets zeros (the model's "unknown speaker") and a note says so.
+  (``mlsan.speaker.voice_representation``); ``enroll`` = the multimodal model's open-set
+  representation (``mlsan.speaker.EnrollHistory``: mean voice and text features of the speaker's
+  own earlier utterances + counts; K = 0 for a stranger, one more per utterance). A closed-set
+  ``id``
+  checkpoint cannot know live speakers: it gets zeros (the model's "unknown speaker") and a note
+  says so.
 """
 
 from __future__ import annotations
@@ -47,9 +55,12 @@ class ModelInfo:
     audio_dim: int
     visual_dim: int
     speaker_dim: int
-    speaker_source: str  # history | voice | id | none
+    speaker_source: str  # history | voice | id | none | enroll
     trained_modalities: tuple[str, ...]
     context_mode: str
+    audio_feature: str = "prosody88"
+    visual_feature: str = "blendshapes112"
+    face_encoder_sha256: str | None = None  # the face encoder the model was trained on
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> ModelInfo:
@@ -68,6 +79,9 @@ class ModelInfo:
             speaker_source=str(cfg.speaker_source) if cfg.use_speaker else "none",
             trained_modalities=tuple(loaded.trained_modalities),
             context_mode=str(cfg.context_mode),
+            audio_feature=str(cfg.audio_feature),
+            visual_feature=str(cfg.visual_feature),
+            face_encoder_sha256=loaded.meta.get("face_encoder_sha256"),
         )
 
     def check_signature(self, signature) -> None:
@@ -103,6 +117,7 @@ class UtteranceFeatures:
     audio: np.ndarray  # (audio_dim,)
     visual: np.ndarray  # (visual_dim,)
     mask: np.ndarray  # (3,) float32, 1.0 = present (text, audio, visual)
+    reasons: tuple[str, ...] = ()  # why a modality the model knows is missing here
 
     @property
     def masked(self) -> tuple[str, ...]:
@@ -132,11 +147,41 @@ def masking_policy(
     return tuple(allowed), tuple(notes)
 
 
+def face_encoder_mismatch(info: ModelInfo) -> str | None:
+    """Why the live face-expression encoder cannot feed this model, or None.
+
+    The model learned on embeddings of one encoder; another encoder's embeddings (even of the
+    same architecture) are a different space, so they are masked rather than misread.
+    """
+    if info.visual_feature != "face-expression" or not info.face_encoder_sha256:
+        return None
+    try:
+        from mlsan.registry import default_registry, file_sha256
+
+        live = file_sha256(default_registry().resolve("face_expression").path)
+    except Exception as exc:  # noqa: BLE001 - no such model in this registry / not installed
+        return f"no face-expression encoder to check ({type(exc).__name__})"
+    if live != info.face_encoder_sha256:
+        return (
+            f"the face encoder ({live[:12]}) is not the one the checkpoint was trained on "
+            f"({info.face_encoder_sha256[:12]}); fix: retrain with mlsan-train --face on its npz"
+        )
+    return None
+
+
 class UtteranceFeaturizer:
     """Utterance -> :class:`UtteranceFeatures` (see module docstring for masking)."""
 
-    def __init__(self, info: ModelInfo, text_encoder, options: FeatureOptions | None = None):
+    def __init__(
+        self,
+        info: ModelInfo,
+        text_encoder,
+        options: FeatureOptions | None = None,
+        voice_states=None,
+    ):
+        """``voice_states``: the ASR's per-segment encoder output (``VoiceStates.get``)."""
         self.info = info
+        self.voice_states = voice_states
         self.options = options or FeatureOptions()
         self.text_encoder = text_encoder
         if getattr(text_encoder, "dim", info.text_dim) != info.text_dim:
@@ -146,6 +191,10 @@ class UtteranceFeaturizer:
                 f"(kind {info.text_feature})"
             )
         self.allowed, self.notes = masking_policy(info, self.options)
+        why = face_encoder_mismatch(info)
+        if self.allowed[2] and why:
+            self.allowed = (*self.allowed[:2], False)
+            self.notes = (*self.notes, f"face: masked, {why}")
 
     def features(self, utt: Utterance) -> UtteranceFeatures:
         info = self.info
@@ -156,15 +205,49 @@ class UtteranceFeaturizer:
         if self.allowed[0] and utt.text.strip():
             text = np.asarray(self.text_encoder.encode([utt.text])[0], np.float32)
             mask[0] = 1.0
-        if self.allowed[1] and len(utt.samples) >= 400:  # at least one 25 ms frame
+        reasons: list[str] = []
+        if self.allowed[1]:
+            vec, why = self.voice(utt)
+            if vec is not None:
+                audio, mask[1] = vec, 1.0
+            else:
+                reasons.append(f"voice: {why}")
+        if self.allowed[2]:
+            face = self.face(utt)
+            if face is not None:
+                visual, mask[2] = face, 1.0
+            else:
+                reasons.append("face: no face bound to the speaker in this utterance")
+        return UtteranceFeatures(text, audio, visual, mask, tuple(reasons))
+
+    def voice(self, utt: Utterance) -> tuple[np.ndarray | None, str | None]:
+        """The checkpoint's voice feature for this utterance, or (None, reason)."""
+        from mlsan.voice_features import check_audio, pool_span
+
+        why = check_audio(utt.samples)
+        if why is not None:
+            return None, why
+        if self.info.audio_feature == "prosody88":
             from edge_app.audio.features import audio_features
 
-            audio = np.asarray(audio_features(utt.samples), np.float32)
-            mask[1] = 1.0
-        if self.allowed[2] and utt.face.visual is not None:
-            visual = np.asarray(utt.face.visual, np.float32)
-            mask[2] = 1.0
-        return UtteranceFeatures(text, audio, visual, mask)
+            return np.asarray(audio_features(utt.samples), np.float32), None
+        found = self.voice_states.get(utt.segment_id) if self.voice_states else None
+        if found is None:
+            return None, "no Whisper encoder output for this segment"
+        seg_t0, states = found
+        vec = pool_span(states, utt.t_start - seg_t0, utt.t_end - seg_t0)
+        if vec.shape[0] != self.info.audio_dim:
+            return None, f"voice feature is {vec.shape[0]}-d, the model wants {self.info.audio_dim}"
+        return vec, None
+
+    def face(self, utt: Utterance) -> np.ndarray | None:
+        if self.info.visual_feature == "face-expression":
+            vec = getattr(utt.face, "expression", None)
+        else:
+            vec = utt.face.visual
+        if vec is None or np.asarray(vec).shape[-1] != self.info.visual_dim:
+            return None
+        return np.asarray(vec, np.float32)
 
 
 @dataclass(frozen=True)
@@ -195,11 +278,23 @@ class DialogueWindow:
                     f"not fit {info.text_dim}-d text features; fix: retrain with mlsan-train"
                 )
             self._history = SpeakerHistory(info.text_dim, self.options.speaker_decay)
+        self._enroll = None
+        if info.speaker_source == "enroll":
+            from mlsan.speaker import EnrollHistory
+
+            self._enroll = EnrollHistory(info.audio_dim, info.text_dim)
+            if self._enroll.dim != info.speaker_dim:
+                raise CheckpointError(
+                    f"checkpoint {info.path}: enroll speaker tensor of {info.speaker_dim} does not "
+                    "fit its voice and text widths; fix: retrain with mlsan-train"
+                )
 
     def speaker_representation(self, utt: Utterance, feats: UtteranceFeatures) -> np.ndarray:
         info = self.info
         if info.speaker_source == "history":
             return self._history.represent(utt.speaker)
+        if info.speaker_source == "enroll":
+            return self._enroll.represent(utt.speaker)
         if info.speaker_source == "voice" and utt.voice is not None:
             from mlsan.speaker import voice_representation
 
@@ -235,8 +330,17 @@ class DialogueWindow:
         self._rows.append(row)
         if self._history is not None and feats.mask[0] > 0:
             self._history.update(utt.speaker, feats.text)
+        if self._enroll is not None:
+            self._enroll.update(
+                utt.speaker,
+                feats.audio if feats.mask[1] > 0 else None,
+                feats.text if feats.mask[0] > 0 else None,
+            )
 
     def speaker_count(self, speaker: str) -> int:
+        """Utterances the speaker representation holds (voice ones for ``enroll``)."""
+        if self._enroll is not None:
+            return self._enroll.count(speaker)
         return self._history.count(speaker) if self._history is not None else 0
 
     def __len__(self) -> int:

@@ -232,6 +232,7 @@ class VideoFaceContext:
             binding_confidence=float(binding.confidence),
             visual=None if feats.absent else feats.vector,
             coverage=float(feats.coverage),
+            expression=getattr(feats, "expression", None),  # face-expression encoder, pooled
         )
 
 
@@ -544,7 +545,9 @@ class LivePipeline:
         rt.add_stage("assemble", self.assembler, parts_q, [utt_q])
 
         features = FeatureOptions(max_context=opts.context)
-        featurizer = UtteranceFeaturizer(ld.info, ld.text_encoder, features)
+        featurizer = UtteranceFeaturizer(
+            ld.info, ld.text_encoder, features, voice_states=ld.asr.voice_states
+        )
         window = DialogueWindow(ld.info, features)
         sinks: list[Callable[[EmotionEvent], None]] = []
         # The gallery is saved before the summary is written, so a failed save shows there.

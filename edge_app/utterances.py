@@ -43,6 +43,7 @@ class FaceEvidence:
     binding_confidence: float
     visual: np.ndarray | None  # (VISUAL_DIM,) float32 pooled features; None when absent
     coverage: float  # share of the utterance's frames in which the face was seen
+    expression: np.ndarray | None = None  # (D,) pooled face-expression embedding, None if absent
 
 
 NO_FACE = FaceEvidence(None, 0.0, None, 0.0)

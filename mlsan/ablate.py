@@ -29,6 +29,129 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
+# The multimodal model's ablations (issue 11): each removes one level of speaker adaptation.
+MM_VARIANTS: dict[str, list[str]] = {
+    "full": [],
+    "no-film": ["--no-film"],
+    "gate-no-speaker": ["--gate-no-speaker"],
+    "no-reg": ["--no-reg"],
+    "no-speaker": ["--no-speaker"],  # no speaker tensor anywhere: FiLM, gate, fused, loss
+}
+
+
+def multimodal_ablation(args, rest: list[str], base_parser) -> dict:
+    """Joint MELD + RAVDESS (+ FER2013) runs for every variant and seed: RAVDESS actors 21-24
+    at K = 0 and K = 8 (5 draws), FER2013 PrivateTest, MELD test (causal); results JSON is
+    rewritten after every run."""
+    import torch
+
+    from mlsan.data import load_meld
+    from mlsan.joint import face_eval, load_sources, meld_eval, ravdess_enroll_eval, train_joint
+    from mlsan.ravdess import TEST_ACTORS
+    from mlsan.train import config_from_args, joint_config
+
+    torch.set_num_threads(args.threads)
+    results_path = Path(args.results)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    variants = list(MM_VARIANTS)
+    if args.variants != list(VARIANTS):  # an explicit --variants list
+        variants = [v for v in args.variants if v in MM_VARIANTS]
+    results: dict = {
+        "command": "mlsan-ablate " + " ".join(sys.argv[1:]),
+        "variants": variants,
+        "runs": [],
+        "summary": {},
+    }
+    first = base_parser.parse_args(rest)
+    config0 = joint_config(first, config_from_args(first))
+    meld = None if first.data in ("", "none") else first.data
+    sources = load_sources(
+        config0,
+        meld,
+        first.ravdess,
+        first.face,
+        first.cache_dir,
+        first.limit_dialogues,
+        log=lambda m: None,
+        ravdess_actors=first.ravdess_actors,
+        ravdess_per_actor=first.ravdess_per_actor,
+    )
+    ship = None
+    meld_test = None
+    if meld and not first.limit_dialogues:
+        meld_test = load_meld(meld, "test", config0, cache_dir=first.cache_dir)
+    for variant in variants:
+        runs = []
+        for seed in args.seeds:
+            vargs = base_parser.parse_args(rest + MM_VARIANTS[variant] + ["--seed", str(seed)])
+            config = joint_config(vargs, config_from_args(vargs))
+            t0 = time.perf_counter()
+            res = train_joint(config, sources, steps_per_epoch=vargs.steps_per_epoch)
+            run = {"variant": variant, "seed": seed, "best_epoch": res.best_epoch, "dev": res.dev}
+            test = {}
+            if sources.voice is not None:
+                for k in (0, 8):
+                    r = ravdess_enroll_eval(res.model, config, sources.voice, TEST_ACTORS, k, 5)
+                    test[f"ravdess_k{k}"] = r["weighted_f1"]
+            if sources.face is not None:
+                test["fer2013"] = face_eval(res.model, config, sources.face, "PrivateTest")[
+                    "weighted_f1"
+                ]
+            if meld_test is not None:
+                r = meld_eval(res.model, config, meld_test)
+                test["meld"] = r["weighted_f1"]
+                test["meld_fear"] = r["per_class_f1"]["fear"]
+                test["meld_disgust"] = r["per_class_f1"]["disgust"]
+            run["test"] = test
+            run["seconds"] = round(time.perf_counter() - t0, 1)
+            if args.ship and variant == "full" and (ship is None or res.dev["score"] > ship[0]):
+                ship = (res.dev["score"], res, run, vargs)
+            runs.append(run)
+            results["runs"].append(run)
+            print(f"{variant}/seed{seed}: {json.dumps(test)} ({run['seconds']}s)", flush=True)
+            results["summary"][variant] = {
+                k: {
+                    "mean": round(float(np.mean([r["test"][k] for r in runs])), 2),
+                    "std": round(float(np.std([r["test"][k] for r in runs])), 2),
+                    "n": len(runs),
+                }
+                for k in runs[0]["test"]
+            }
+            results_path.write_text(json.dumps(results, indent=1))
+    if ship is not None:
+        from mlsan.train import save_joint
+
+        _, res, run, vargs = ship
+        digest = save_joint(args.ship, res, vargs, run["test"], results["command"])
+        results["shipped"] = {"path": args.ship, "sha256": digest, "seed": run["seed"]}
+        results_path.write_text(json.dumps(results, indent=1))
+        print(f"shipped {args.ship} (seed {run['seed']}, dev score {res.dev['score']})", flush=True)
+    table = multimodal_markdown(results)
+    results_path.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    return results
+
+
+def multimodal_markdown(results: dict) -> str:
+    cols = [
+        ("ravdess_k8", "RAVDESS wF1, K=8"),
+        ("ravdess_k0", "RAVDESS wF1, K=0"),
+        ("fer2013", "FER2013 wF1"),
+        ("meld", "MELD wF1 (causal)"),
+        ("meld_fear", "MELD fear F1"),
+        ("meld_disgust", "MELD disgust F1"),
+    ]
+    present = [c for c in cols if any(c[0] in s for s in results["summary"].values())]
+    lines = [
+        "| variant | " + " | ".join(n for _, n in present) + " |",
+        "| --- |" + " --- |" * len(present),
+    ]
+    for variant, s in results["summary"].items():
+        cells = [f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}" if k in s else "-" for k, _ in present]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def logistic_baseline(splits, seed: int = 0) -> dict:
     """Logistic regression on one utterance's text features; C picked on dev weighted F1."""
     from sklearn.linear_model import LogisticRegression
@@ -130,7 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlsan-ablate", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--modes", nargs="+", default=["causal", "bidirectional"])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=sorted(set(VARIANTS) | set(MM_VARIANTS)),
+    )
     parser.add_argument("--results", default="runs/ablation.json")
     parser.add_argument("--ship", default=None, help="save the best full causal model here")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -159,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         table = markdown(merged)
         Path(args.results).with_suffix(".md").write_text(table + "\n")
         print(table)
+        return 0
+    if "--ravdess" in rest or "--face" in rest:  # the multimodal model (issue 11)
+        multimodal_ablation(args, rest, base_parser)
         return 0
     torch.set_num_threads(args.threads)
     common = base_parser.parse_args(rest)

@@ -26,7 +26,11 @@ CONTEXT_MODES = ("causal", "bidirectional")
 #   voice:   a 256-d voice d-vector (open set; live app), projected by the model
 #   id:      a learned embedding per known speaker id (closed set; the benchmark setting)
 #   none:    no speaker information (the model receives zeros)
-SPEAKER_SOURCES = ("history", "voice", "id", "none")
+#   enroll:  open set, multimodal: [mean of the speaker's own earlier voice features (audio_dim),
+#            log(1+K voice), mean of their earlier text features (text_dim), log(1+K text)]
+#            (mlsan.speaker.EnrollHistory); drives FiLM (incl. a direct, count-gated shift by the
+#            speaker's mean voice) and the gate
+SPEAKER_SOURCES = ("history", "voice", "id", "none", "enroll")
 LOSSES = ("ce", "balanced", "focal")
 
 
@@ -48,6 +52,9 @@ class MLSANConfig:
     audio_dim: int = AUDIO_DIM
     visual_dim: int = VISUAL_DIM
     text_feature: str = TEXT_FEATURE  # TextEncoder kind: the live app must encode with the same
+    audio_feature: str = "prosody88"  # or mlsan.voice_features.VOICE_FEATURE (pooled Whisper)
+    visual_feature: str = "blendshapes112"  # or "face-expression" (the FER2013 encoder embedding)
+    feature_norm: bool = False  # True: the model standardises audio/visual with stored buffers
     modalities: tuple[str, ...] = MODALITIES
     label_names: tuple[str, ...] = MELD_LABELS
 
@@ -67,11 +74,16 @@ class MLSANConfig:
     dropout: float = 0.3
     context_key_dropout: float = 0.0  # training only: P(hide another utterance from a query)
     input_dropout: float = 0.1
+    audio_input_dropout: float | None = None  # None: input_dropout; the wide voice feature
 
     # The three levels of speaker adaptation and their ablation switches.
     use_film: bool = True  # input-level: FiLM calibration of audio/visual from the speaker code
     use_film_text: bool = False  # also calibrate the text features
     use_gate: bool = True  # interaction-level: speaker-driven modality trust weights
+    use_gate_speaker: bool = True  # False: the gate does not see the speaker code
+    film_direct: bool = False  # enroll: FiLM also shifts voice by -alpha*rel(K)*(speaker mean)
+    direct_init: float = 0.0  # initial alpha (1.0 = start from "centre on the speaker's mean")
+    direct_rel_init: tuple[float, ...] = (1.0, -1.0)  # initial (a, b) of rel(K)
     use_speaker: bool = True  # False: the speaker tensor is ignored everywhere
     use_reg: bool = True  # output-level: speaker-consistency loss during training
     use_context: bool = True  # False: each utterance alone (no dialogue context)
@@ -90,6 +102,9 @@ class MLSANConfig:
     patience: int = 4
     ema_decay: float = 0.0  # >0: evaluate/keep an exponential moving average of the weights
     seed: int = 0
+
+    # Joint training (mlsan.joint): weight of each source's mean loss in a step.
+    source_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # MELD, RAVDESS, FER2013
 
     trained_modalities: tuple[str, ...] = ("text",)  # modalities present in the training data
 

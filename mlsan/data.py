@@ -82,6 +82,19 @@ def speaker_rows(dialogue: DialogueArrays, config: MLSANConfig) -> np.ndarray:
             identity_dim=config.speaker_identity_dim,
             salt=dialogue.dialogue_id,
         )
+    elif config.speaker_source == "enroll":
+        from mlsan.speaker import EnrollHistory
+
+        hist = EnrollHistory(config.audio_dim, config.text_dim)
+        rows = np.zeros((t, config.speaker_dim), np.float32)
+        for i, key in enumerate(dialogue.speakers):
+            rows[i] = hist.represent(key)
+            m = dialogue.modality_mask[i]
+            hist.update(
+                key,
+                dialogue.audio[i] if m[1] > 0 else None,
+                dialogue.text[i] if m[0] > 0 else None,
+            )
     elif config.speaker_source == "voice":
         if dialogue.voice is None:
             rows = np.zeros((t, config.speaker_dim), np.float32)

@@ -140,7 +140,12 @@ def evaluate_checkpoint(
     )
     id_map = loaded.meta.get("speaker_ids") or {}
     y_true, y_pred, gates = predict(loaded.model, dialogues, loaded.config, id_map)
-    out = compute_metrics(y_true, y_pred, loaded.label_names)
+    names = loaded.label_names
+    if "calm" in names:  # the multimodal model's 8th class (RAVDESS); MELD has none
+        from mlsan.joint import fold_calm
+
+        y_pred, names = fold_calm(y_pred, names), tuple(n for n in names if n != "calm")
+    out = compute_metrics(y_true, y_pred, names)
     out.update(
         mode=loaded.config.context_mode,
         split=split,
@@ -156,8 +161,107 @@ def evaluate_checkpoint(
     return out
 
 
+RAVDESS_PROTOCOL = (
+    "RAVDESS speech (acted), speaker-independent: actors 21-24 never seen in training or model "
+    "selection; 8 classes; the test speaker's representation is the mean voice feature of K "
+    "OTHER unlabelled clips of that actor (never the clip classified), {draws} random draws, "
+    "mean (and std) of weighted F1"
+)
+
+
+def _default_checkpoint(checkpoint):
+    if checkpoint is None:
+        from mlsan.registry import default_registry
+
+        checkpoint = default_registry().resolve("mlsan").path
+    return checkpoint
+
+
+def _needs_voice(loaded, checkpoint) -> None:
+    if "audio" not in loaded.trained_modalities or loaded.config.speaker_source not in (
+        "enroll",
+        "none",
+    ):
+        raise UserFacingError(
+            f"checkpoint {checkpoint} was not trained on voice features; fix: pass --checkpoint "
+            "with a multimodal checkpoint (mlsan-train --ravdess ...)"
+        )
+
+
+def evaluate_ravdess(checkpoint, data, enroll: int = 0, draws: int = 5) -> dict:
+    """Score a multimodal checkpoint on RAVDESS actors 21-24 with K-clip enrollment."""
+    from mlsan.checkpoint import load_checkpoint
+    from mlsan.joint import load_voice, ravdess_enroll_eval
+    from mlsan.ravdess import RAVDESS_LABELS, TEST_ACTORS
+
+    checkpoint = _default_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint)
+    _needs_voice(loaded, checkpoint)
+    torch.set_num_threads(1)
+    # Only the test actors' clips are read (the model carries its own feature standardisation).
+    voice = load_voice(
+        data, loaded.config, log=lambda m: print(m, file=sys.stderr), actors=TEST_ACTORS
+    )
+    out = ravdess_enroll_eval(loaded.model, loaded.config, voice, TEST_ACTORS, enroll, draws)
+    out.update(
+        dataset="ravdess",
+        enroll=enroll,
+        classes=list(RAVDESS_LABELS),
+        per_class=out["per_class_f1"],
+        protocol=RAVDESS_PROTOCOL.format(draws=out["draws"]),
+        checkpoint=str(checkpoint),
+        sha256=loaded.sha256,
+    )
+    return out
+
+
+def evaluate_ravdess_folds(checkpoint, data, enroll: int = 0, draws: int = 5) -> dict:
+    """--folds 4: RETRAINS the checkpoint's config on RAVDESS voice alone once per fold
+    (actors 1-6, 7-12, 13-18, 19-24 held out in turn; the last two remaining actors select
+    the epoch) and scores the held-out fold. Explicit, never silent: the JSON says so."""
+    from mlsan.checkpoint import load_checkpoint
+    from mlsan.joint import Sources, load_voice, ravdess_enroll_eval, train_joint
+    from mlsan.ravdess import FOLDS4, RAVDESS_LABELS
+
+    checkpoint = _default_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint)
+    _needs_voice(loaded, checkpoint)
+    torch.set_num_threads(1)
+    config = loaded.config
+    voice = load_voice(data, config, log=lambda m: print(m, file=sys.stderr))
+    folds = []
+    for held in FOLDS4:
+        rest = [a for a in range(1, 25) if a not in held]
+        res = train_joint(config, Sources(None, None, voice, None), rest[:-2], rest[-2:])
+        r = ravdess_enroll_eval(res.model, config, voice, held, enroll, draws)
+        folds.append({"actors": list(held), "weighted_f1": r["weighted_f1"]})
+    vals = [f["weighted_f1"] for f in folds]
+    return {
+        "dataset": "ravdess",
+        "enroll": enroll,
+        "folds": folds,
+        "weighted_f1_mean": round(float(np.mean(vals)), 2),
+        "weighted_f1_std": round(float(np.std(vals)), 2),
+        "weighted_f1": round(float(np.mean(vals)), 2),
+        "classes": list(RAVDESS_LABELS),
+        "protocol": "4-fold speaker-independent (actors 1-6, 7-12, 13-18, 19-24 held out in "
+        "turn); the checkpoint's config RETRAINED per fold on RAVDESS voice only (MELD/FER2013 "
+        "not used in these folds). " + RAVDESS_PROTOCOL.format(draws=draws if enroll else 1),
+        "checkpoint": str(checkpoint),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlsan-eval", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--dataset",
+        default="meld",
+        choices=["meld", "ravdess", "fer2013"],
+        help="meld (default), ravdess (speaker-independent, --enroll K), fer2013 (PrivateTest)",
+    )
+    parser.add_argument("--enroll", type=int, default=0, help="ravdess: K enrollment clips")
+    parser.add_argument("--draws", type=int, default=5, help="ravdess: random enrollment draws")
+    parser.add_argument("--folds", type=int, default=0, help="ravdess: 4 = the 4-fold report")
     parser.add_argument(
         "--checkpoint",
         default=None,
@@ -173,6 +277,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confusion", default=None, help="write the confusion matrix PNG here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.dataset == "fer2013":  # the face encoder's evaluation lives in mlsan/fer2013.py
+        try:
+            from mlsan.fer2013 import eval_main
+        except ImportError:
+            print(
+                "mlsan-eval: error: FER2013 evaluation needs mlsan/fer2013.py (the face "
+                "expression encoder); fix: install a version that has it",
+                file=sys.stderr,
+            )
+            return 2
+        return eval_main(args)
+    if args.dataset == "ravdess":
+        try:
+            if args.folds not in (0, 4):
+                raise UserFacingError("--folds must be 4 (the 4-fold report); fix: --folds 4")
+            if args.enroll < 0 or args.enroll > 16:
+                raise UserFacingError("--enroll must be 0..16 (clips of the test actor)")
+            fn = evaluate_ravdess_folds if args.folds else evaluate_ravdess
+            result = fn(args.checkpoint, args.data, args.enroll, args.draws)
+        except UserFacingError as exc:
+            print(f"mlsan-eval: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        result.pop("confusion_matrix", None) if args.folds else None
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"RAVDESS actors 21-24, K={args.enroll}: weighted F1 {result['weighted_f1']:.2f}")
+        return 0
     try:
         result = evaluate_checkpoint(
             args.checkpoint,

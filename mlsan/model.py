@@ -11,6 +11,15 @@ says which) and a continuous speaker representation. Three levels of speaker ada
    weights are the model's second output so the live UI can show them.
 3. output level: a speaker-consistency loss on the latent (``mlsan.losses``), used in training.
 
+With ``speaker_source == "enroll"`` the speaker tensor is the open-set enrollment summary
+``[mean voice feature of the speaker's K earlier utterances (Da), log(1+K), mean text feature
+(Dt), log(1+K_text)]`` (``mlsan.speaker.EnrollHistory``). The model standardises the voice
+mean like the voice input (``feature_norm`` buffers, set from the training data) and, with
+``film_direct``, FiLM adds a per-feature shift ``-alpha * rel(K) * mean`` to the voice input,
+where ``rel(K) = sigmoid(a log(1+K) + b)`` (0 for K = 0) is learned: the fixed "centre on the
+speaker's mean" rule is the special case alpha = 1, rel = 1, and training with random K per
+sample teaches how far to trust a mean of 1, 2, ... clips.
+
 A dialogue-context encoder (pre-LN self-attention with a learned relative-position bias) reads
 each utterance in the light of the others: ``causal`` (only earlier utterances: what the live
 app can do) or ``bidirectional`` (the whole dialogue). Padding (``context_mask`` 0) is never
@@ -43,6 +52,21 @@ class FiLM(nn.Module):
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.proj(s).chunk(2, dim=-1)
         return x * (1.0 + gamma) + beta
+
+
+class DirectShift(nn.Module):
+    """Count-gated per-feature shift by the speaker's mean voice: -alpha * rel(K) * mean."""
+
+    def __init__(self, dim: int, init: float = 0.0, rel_init=(1.0, -1.0)) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((dim,), float(init)))  # 0 = identity
+        self.rel = nn.Linear(1, 1)  # rel(K) = sigmoid(a * log(1+K) + b)
+        nn.init.constant_(self.rel.weight, float(rel_init[0]))
+        nn.init.constant_(self.rel.bias, float(rel_init[1]))
+
+    def forward(self, mean: torch.Tensor, log_count: torch.Tensor) -> torch.Tensor:
+        rel = torch.sigmoid(self.rel(log_count)) * (log_count > 0).to(mean.dtype)
+        return -self.alpha * rel * mean
 
 
 class ModalityEncoder(nn.Module):
@@ -110,6 +134,15 @@ class MLSAN(nn.Module):
         self.config = config
         c = config
         dims = c.modality_dims()
+        if c.feature_norm:  # set from the training data (mlsan.joint); identity until then
+            for m in ("audio", "visual"):
+                self.register_buffer(f"{m}_mu", torch.zeros(dims[m]))
+                self.register_buffer(f"{m}_sd", torch.ones(dims[m]))
+        self.direct = (
+            DirectShift(c.audio_dim, c.direct_init, c.direct_rel_init)
+            if (c.film_direct and c.use_film)
+            else None
+        )
         self.speaker_proj = nn.Sequential(
             nn.Linear(c.speaker_dim, c.speaker_hidden), nn.LayerNorm(c.speaker_hidden), nn.GELU()
         )
@@ -119,7 +152,17 @@ class MLSAN(nn.Module):
         self.film_modalities = tuple(film_modalities)
         self.film = nn.ModuleDict({m: FiLM(c.speaker_hidden, dims[m]) for m in film_modalities})
         self.encoders = nn.ModuleDict(
-            {m: ModalityEncoder(dims[m], c.hidden, c.input_dropout, c.dropout) for m in MODALITIES}
+            {
+                m: ModalityEncoder(
+                    dims[m],
+                    c.hidden,
+                    c.audio_input_dropout
+                    if (m == "audio" and c.audio_input_dropout is not None)
+                    else c.input_dropout,
+                    c.dropout,
+                )
+                for m in MODALITIES
+            }
         )
         self.gate_net = nn.Sequential(
             nn.Linear(c.speaker_hidden + 3 * c.hidden, c.hidden), nn.GELU(), nn.Linear(c.hidden, 3)
@@ -160,6 +203,19 @@ class MLSAN(nn.Module):
         c = self.config
         if not c.use_speaker:
             speaker = torch.zeros_like(speaker)
+        shift = None
+        if c.feature_norm:
+            audio = (audio - self.audio_mu) / self.audio_sd
+            visual = (visual - self.visual_mu) / self.visual_sd
+        if c.speaker_source == "enroll":
+            a = c.audio_dim
+            log_k = speaker[..., a : a + 1]
+            mean = speaker[..., :a]
+            if c.feature_norm:  # the mean of standardised features = standardised mean
+                mean = (mean - self.audio_mu) / self.audio_sd * (log_k > 0).to(mean.dtype)
+            if self.direct is not None:
+                shift = self.direct(mean, log_k)
+            speaker = torch.cat([mean, speaker[..., a:]], dim=-1)
         s = self.speaker_proj(speaker)  # [B,T,Hs]
         inputs = {"text": text, "audio": audio, "visual": visual}
         encoded = []
@@ -167,6 +223,8 @@ class MLSAN(nn.Module):
             x = inputs[name]
             if name in self.film_modalities:
                 x = self.film[name](x, s)
+                if name == "audio" and shift is not None:
+                    x = x + shift
             present = modality_mask[..., i : i + 1]
             if self.training and not bool(present.any()):
                 # Training speed-up only (eval/export always runs the encoder): a modality absent
@@ -176,7 +234,8 @@ class MLSAN(nn.Module):
             encoded.append(self.encoders[name](x * present) * present)
         h = torch.stack(encoded, dim=2)  # [B,T,3,H]
         if c.use_gate:
-            logits_g = self.gate_net(torch.cat([s, h.flatten(2)], dim=-1))  # [B,T,3]
+            s_gate = s if c.use_gate_speaker else torch.zeros_like(s)
+            logits_g = self.gate_net(torch.cat([s_gate, h.flatten(2)], dim=-1))  # [B,T,3]
             logits_g = logits_g + (1.0 - modality_mask) * _NEG
             gate = torch.softmax(logits_g, dim=-1) * modality_mask
         else:

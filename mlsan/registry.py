@@ -152,10 +152,12 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
     ),
     ModelSpec(
         name="mlsan",
-        role="ML-SAN emotion model checkpoint",
-        artifact="mlsan_meld.pt",
+        # Multimodal (MELD text + RAVDESS voice): NON-COMMERCIAL (RAVDESS CC BY-NC-SA 4.0), see
+        # mlsan/checkpoints/mlsan_multimodal.json; the text-only mlsan_meld.pt stays beside it.
+        role="ML-SAN emotion model (text+voice; MELD GPL-3.0, RAVDESS CC BY-NC-SA: non-commercial)",
+        artifact="mlsan_multimodal.pt",
         package="mlsan",
-        package_relpath="checkpoints/mlsan_meld.pt",
+        package_relpath="checkpoints/mlsan_multimodal.pt",
         pip_name=None,  # ships inside this project; its digest is the <file>.sha256 sidecar
         sha256=None,
         flag="--checkpoint",

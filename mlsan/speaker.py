@@ -136,3 +136,67 @@ def voice_representation(d_vector: np.ndarray | None, dim: int = 256) -> np.ndar
     if v.shape[0] != dim:
         raise ValueError(f"expected a {dim}-d voice embedding, got {v.shape[0]}")
     return v / max(float(np.linalg.norm(v)), 1e-6)
+
+
+def enroll_dim(audio_dim: int, text_dim: int) -> int:
+    """Size of the ``enroll`` speaker tensor: voice mean + count, text mean + count."""
+    return audio_dim + 1 + text_dim + 1
+
+
+def enroll_row(
+    voice_mean: np.ndarray | None,
+    k_voice: int,
+    text_mean: np.ndarray | None,
+    k_text: int,
+    audio_dim: int,
+    text_dim: int,
+) -> np.ndarray:
+    """One ``enroll`` speaker row (float32 [enroll_dim]); a mean with count 0 is zeros."""
+    out = np.zeros(enroll_dim(audio_dim, text_dim), np.float32)
+    if k_voice > 0 and voice_mean is not None:
+        out[:audio_dim] = voice_mean
+        out[audio_dim] = np.log1p(k_voice)
+    if k_text > 0 and text_mean is not None:
+        out[audio_dim + 1 : audio_dim + 1 + text_dim] = text_mean
+        out[-1] = np.log1p(k_text)
+    return out
+
+
+class EnrollHistory:
+    """Live form of the ``enroll`` representation: per speaker, running means of the voice and
+    text features of their own earlier utterances (unlabelled), with the counts.
+
+    ``represent(key)`` before predicting an utterance, ``update(key, voice, text)`` after (either
+    may be None when that modality was missing). A stranger starts at K = 0 (all zeros): the
+    model then behaves as its speaker-independent self; every utterance with voice adds one to K.
+    Training builds the same rows from K other clips of the speaker (``enroll_row``).
+    """
+
+    def __init__(self, audio_dim: int, text_dim: int) -> None:
+        self.voice = SpeakerHistory(audio_dim)
+        self.text = SpeakerHistory(text_dim)
+        self.audio_dim, self.text_dim = audio_dim, text_dim
+
+    @property
+    def dim(self) -> int:
+        return enroll_dim(self.audio_dim, self.text_dim)
+
+    def count(self, key: Hashable) -> int:
+        return self.voice.count(key)
+
+    def represent(self, key: Hashable) -> np.ndarray:
+        v, t = self.voice.represent(key), self.text.represent(key)
+        return enroll_row(
+            v[: self.audio_dim],
+            self.voice.count(key),
+            t[: self.text_dim],
+            self.text.count(key),
+            self.audio_dim,
+            self.text_dim,
+        )
+
+    def update(self, key: Hashable, voice: np.ndarray | None, text: np.ndarray | None) -> None:
+        if voice is not None:
+            self.voice.update(key, voice)
+        if text is not None:
+            self.text.update(key, text)

@@ -135,3 +135,42 @@ def test_exported_graph_is_one_tensorrt_parses(ckpt, tmp_path):
     assert report.ok, report.problems
     assert report.opset == 17
     assert "LayerNormalization" in report.ops  # opset-17 LayerNorm: one TensorRT layer, fp16-safe
+
+
+MULTIMODAL = SHIPPED.parent / "mlsan_multimodal.pt"
+
+
+@pytest.fixture(scope="module")
+def voice_inputs(shared_data):
+    """Real RAVDESS voice features (actor 21) with enroll rows of K = 0, 1 and 8 other clips."""
+    if not MULTIMODAL.is_file():
+        pytest.skip(f"{MULTIMODAL} not found (train it with mlsan-train --ravdess ...)")
+    from mlsan.joint import load_voice, voice_batch
+
+    config = load_model(MULTIMODAL).config
+    voice = load_voice(shared_data / "ravdess", config, log=lambda m: None, actors=(21,),
+                       per_actor=10)  # fmt: skip
+    idx = np.arange(3)
+    rng = np.random.default_rng(0)
+    batch = voice_batch(voice, idx, np.array([0, 1, 8]), rng, config)
+    return EmotionInputs(*(t.numpy() for t in batch))
+
+
+def test_multimodal_onnx_matches_pytorch_on_real_voice(voice_inputs, tmp_path):
+    """The new inputs (1536-d voice, enroll speaker rows: count-gated direct shift, gate)."""
+    result = export_checkpoint(MULTIMODAL, tmp_path / "mm.onnx")
+    module = load_model(MULTIMODAL).module
+    feeds = voice_inputs.as_dict()
+    assert feeds["modality_mask"][:, 0, 1].all() and feeds["speaker"][1:, 0].std() > 0
+    probs, gate = _ort(result.onnx_path).run(list(OUTPUT_NAMES), feeds)
+    with torch.no_grad():
+        ref_p, ref_g = module(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))
+    np.testing.assert_allclose(probs, ref_p.numpy(), atol=ATOL)
+    np.testing.assert_allclose(gate, ref_g.numpy(), atol=ATOL)
+    assert gate[:, 0, 1].min() > 0.0  # voice is present and trusted
+    # Enrollment changes the answer (K = 8 vs K = 0 on the same clip).
+    same = {n: a[:1].copy() for n, a in feeds.items()}
+    k8 = dict(same, speaker=feeds["speaker"][2:3])
+    p0 = _ort(result.onnx_path).run(["probs"], same)[0]
+    p8 = _ort(result.onnx_path).run(["probs"], k8)[0]
+    assert np.abs(p0 - p8).max() > 1e-4

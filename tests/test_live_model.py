@@ -85,9 +85,11 @@ def test_live_steps_equal_causal_run_and_new_speaker_adapts(pieces):
     full = backend.infer(whole).probs[0]
     np.testing.assert_allclose(full, np.stack(live_probs), atol=2e-4)
 
-    if info.speaker_source != "history":
+    if info.speaker_source not in ("history", "enroll"):
         pytest.skip(f"checkpoint speaker source is {info.speaker_source}")
-    # spk7, enrolled a moment ago: unknown (zeros) at its first utterance, then its own summary.
+    # spk7, enrolled a moment ago: unknown (zeros) at its first utterance, then its own summary
+    # (enroll: the text count is the last entry; the voice part stays empty here because these
+    # synthetic tones have no ASR encoder pass, so voice is masked with a reason).
     assert not speaker_rows[3].any() and speaker_rows[5].any()
     assert speaker_rows[5][-1] == pytest.approx(np.log1p(1))
     # ... and the model reads it: with spk7's summary blanked, its answer changes.

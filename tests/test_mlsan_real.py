@@ -50,9 +50,27 @@ def test_text_encoder_on_real_sentences(encoder):
     assert feats[0] @ feats[1] < feats[0] @ encoder.encode(["He's lost it, totally."])[0]
 
 
-def test_shipped_checkpoint_is_what_the_registry_finds(shipped):
+MULTIMODAL = SHIPPED.parent / "mlsan_multimodal.pt"
+
+
+def test_registry_default_is_the_multimodal_checkpoint_with_its_licences():
+    if not MULTIMODAL.is_file():
+        pytest.skip(f"{MULTIMODAL} not trained yet (mlsan-ablate --ravdess ... --ship)")
     found = default_registry().resolve("mlsan", verify=True)
-    assert found.path.resolve() == SHIPPED.resolve()
+    assert found.path.resolve() == MULTIMODAL.resolve()
+    digest = (MULTIMODAL.parent / "mlsan_multimodal.pt.sha256").read_text().split()[0]
+    assert digest == file_sha256(MULTIMODAL)
+    meta = json.loads(MULTIMODAL.with_suffix(".json").read_text())
+    assert "CC BY-NC-SA 4.0" in meta["licence"] and "GPL-3.0" in meta["licence"]
+    assert {"data", "protocol", "seed", "test_metrics", "command"} <= set(meta)
+    loaded = load_checkpoint(MULTIMODAL)
+    assert {"text", "audio"} <= set(loaded.trained_modalities)
+    assert loaded.config.speaker_source == "enroll" and "calm" in loaded.label_names
+    assert MULTIMODAL.stat().st_size < 40 * 2**20
+
+
+def test_shipped_checkpoint_is_what_the_registry_finds(shipped):
+    """The text-only checkpoint stays shipped beside the multimodal default."""
     assert (SHIPPED.parent / "mlsan_meld.pt.sha256").read_text().split()[0] == file_sha256(SHIPPED)
     meta = json.loads((SHIPPED.parent / "mlsan_meld.json").read_text())
     assert {"data", "protocol", "seed", "test_metrics"} <= set(meta)

@@ -10,12 +10,19 @@ API::
   must already be in the local Hugging Face cache: nothing is downloaded at run time.
 - int8 on CPU by default, greedy decoding (``beam_size=1``), no VAD filter (our VAD already cut
   the segment), no conditioning on previous text (segments are independent; avoids loops).
+- Voice-emotion features come from the same pass: the Whisper encoder output that decoding
+  used is captured (``mlsan.voice_features.capture_encoder``) and kept per segment in
+  ``voice_states`` (the last ``VOICE_STATES_KEPT`` segments; ``voice_states.get(segment_id)`` ->
+  ``(t_start, states (frames, 384))``), so no second model or encoder pass is needed. On a GPU
+  the encoder runs batched with decoding inside CTranslate2 as usual.
 - ``transcribe`` is synchronous and not thread-safe per instance; the runtime runs it in its own
   worker. Word and transcript times are on the media clock (segment ``t_start`` + offsets).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +63,28 @@ def resolve_model(model: str | None) -> str:
     return model  # a size name, loaded from the local cache only
 
 
+VOICE_STATES_KEPT = 64  # segments whose encoder states wait for the emotion stage
+
+
+class VoiceStates:
+    """segment_id -> (segment t_start, encoder states of its audio), bounded, thread-safe."""
+
+    def __init__(self, keep: int = VOICE_STATES_KEPT) -> None:
+        self.keep = keep
+        self._items: OrderedDict[int, tuple[float, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, segment_id: int, t_start: float, states: np.ndarray) -> None:
+        with self._lock:
+            self._items[segment_id] = (t_start, states)
+            while len(self._items) > self.keep:
+                self._items.popitem(last=False)
+
+    def get(self, segment_id: int) -> tuple[float, np.ndarray] | None:
+        with self._lock:
+            return self._items.get(segment_id)
+
+
 class WhisperTranscriber:
     def __init__(self, options: AsrOptions = AsrOptions()) -> None:
         from faster_whisper import WhisperModel
@@ -79,11 +108,16 @@ class WhisperTranscriber:
         self.language = options.language
         if self.language is not None and not self.model.model.is_multilingual:
             self.language = "en"
+        from mlsan.voice_features import capture_encoder
+
+        self._take_states = capture_encoder(self.model)
+        self.voice_states = VoiceStates()
 
     def transcribe(self, segment: SpeechSegment) -> Transcript:
         audio = np.asarray(segment.samples, np.float32)
         if len(audio) == 0:
             return Transcript(segment.segment_id, segment.t_start, segment.t_end, "", ())
+        self._take_states()  # drop anything left from an interrupted pass
         parts, _info = self.model.transcribe(
             audio,
             language=self.language,
@@ -106,5 +140,12 @@ class WhisperTranscriber:
                         probability=float(w.probability),
                     )
                 )
+        states = self._take_states()
+        if states is not None:
+            from mlsan.voice_features import n_states
+
+            self.voice_states.put(
+                segment.segment_id, segment.t_start, states[: n_states(len(audio))]
+            )
         text = " ".join(t for t in texts if t)
         return Transcript(segment.segment_id, segment.t_start, segment.t_end, text, tuple(words))
