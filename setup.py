@@ -97,7 +97,7 @@ setup(
             "mlsan-live=edge_app.cli:main",
             "mlsan-train=mlsan.train:main",
             "mlsan-eval=mlsan.evaluate:main",
-            "mlsan-ablate=mlsan.ablate:main",
+            "mlsan-ablate=mlsan.ablate:_guarded_main",
             "mlsan-engine=engines.cli:main",
         ]
     },

@@ -15,12 +15,21 @@ from pathlib import Path
 from mlsan.errors import UserFacingError, run_guarded
 
 PROG = "mlsan-engine"
-DEFAULT_DATA = "../shared/data/meld"
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _meld_dir(args) -> Path:
+    """--data, asked for only by the steps that read MELD (nothing defaults to a folder outside
+    the package)."""
+    if args.data is None:
+        raise UserFacingError(
+            "this step reads MELD; fix: pass --data MELD_DIR (the folder with *_sent_emo.csv)"
+        )
+    return args.data
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -76,14 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("record", help="write a recording of real model inputs from MELD")
     _common(p)
-    p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="MELD CSV folder")
+    p.add_argument("--data", type=Path, default=None, help="MELD CSV folder (*_sent_emo.csv)")
     p.add_argument("--split", default="train", choices=("train", "dev", "test"))
     p.add_argument("--dialogues", type=int, default=256, help="dialogues to sample (0 = all)")
     p.add_argument("--out", type=Path, required=True, help="recording .npz to write")
 
     p = sub.add_parser("calibrate", help="INT8: quantize for ONNX Runtime CPU and TensorRT (Q/DQ)")
     _common(p)
-    p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="MELD CSV folder")
+    p.add_argument("--data", type=Path, default=None, help="MELD CSV folder (*_sent_emo.csv)")
     p.add_argument(
         "--recording",
         type=Path,
@@ -99,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="all backends side by side: latency, throughput, accuracy")
     _common(p)
-    p.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="MELD CSV folder")
+    p.add_argument("--data", type=Path, default=None, help="MELD CSV folder (*_sent_emo.csv)")
     p.add_argument("--contexts", default="8,32,128", help="context lengths to time")
     p.add_argument("--seconds", type=float, default=1.0, help="timing seconds per case")
     p.add_argument(
@@ -181,7 +190,7 @@ def cmd_record(args) -> int:
     from engines.model import load_model
 
     loaded = load_model(resolve_checkpoint(args.checkpoint), args.mode)
-    rec = meld_recording(args.data, loaded.config, args.split, args.dialogues)
+    rec = meld_recording(_meld_dir(args), loaded.config, args.split, args.dialogues)
     rec.save(args.out)
     print(f"{args.out}: {len(rec)} dialogues, {rec.utterances()} utterances from {rec.source}")
     return 0
@@ -199,7 +208,7 @@ def cmd_calibrate(args) -> int:
     if args.recording is not None:
         rec = Recording.load(args.recording)
     else:
-        rec = meld_recording(args.data, loaded.config, "train", args.dialogues)
+        rec = meld_recording(_meld_dir(args), loaded.config, "train", args.dialogues)
     out = {
         "checkpoint": str(ckpt),
         "calibration": {
@@ -215,7 +224,7 @@ def cmd_calibrate(args) -> int:
         made[target] = result
         out["models"][target] = {"onnx": str(result.onnx_path), **result.sidecar.quantization}
     if not args.no_eval:
-        evalset = meld_eval_set(args.data, loaded.config, "test")
+        evalset = meld_eval_set(_meld_dir(args), loaded.config, "test")
         common = {"cache_dir": args.cache_dir, "mode": args.mode, "providers": ("cpu",)}
         ref = create_backend("onnxruntime", ckpt, precision="fp32", **common)
         ref_probs = predict(ref.infer, evalset.samples)
@@ -261,7 +270,7 @@ def cmd_bench(args) -> int:
     report = run_bench(
         BenchOptions(
             args.checkpoint,
-            args.data,
+            _meld_dir(args),
             contexts,
             args.seconds,
             cache_dir=args.cache_dir,

@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.results).with_suffix(".md").write_text(table + "\n")
         print(table)
         return 0
+    from mlsan.train import require_data
+
+    require_data(base_parser.parse_args(rest))
     if "--ravdess" in rest or "--face" in rest:  # the multimodal model (issue 11)
         multimodal_ablation(args, rest, base_parser)
         return 0
@@ -382,5 +385,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _guarded_main(argv: list[str] | None = None) -> int:
+    """Entry point: a missing --data (or any other user error) is one line, exit 2."""
+    from mlsan.errors import UserFacingError
+
+    try:
+        return main(argv)
+    except UserFacingError as exc:
+        print(f"mlsan-ablate: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_guarded_main())

@@ -205,7 +205,12 @@ def config_from_args(args: argparse.Namespace) -> MLSANConfig:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     d = MLSANConfig()
-    parser.add_argument("--data", default="../shared/data/meld", help="MELD CSV folder")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="MELD CSV folder (*_sent_emo.csv); 'none' trains without MELD (with --ravdess "
+        "or --face); not needed with --erc-pickle",
+    )
     parser.add_argument("--out", default=None, help="checkpoint path to write (.pt)")
     parser.add_argument(
         "--features",
@@ -276,6 +281,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit-dialogues", type=int, default=None, help="joint: first N MELD dialogues only"
     )
+
+
+def require_data(args) -> None:
+    """No default folder outside the package: MELD must be named (or 'none', or a pickle)."""
+    if args.data is None and not args.erc_pickle:
+        raise UserFacingError(
+            "no training data given; fix: pass --data MELD_DIR (the folder with "
+            "*_sent_emo.csv), or --erc-pickle FILE, or --data none with --ravdess/--face"
+        )
 
 
 def load_splits(args, config, splits=("train", "dev", "test")):
@@ -544,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     try:
+        require_data(args)
         summary = run(args)
     except UserFacingError as exc:
         print(f"mlsan-train: error: {exc}", file=sys.stderr)
