@@ -172,7 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--confusion", default=None, help="write the confusion matrix PNG here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--dataset", default="meld", choices=["meld", "fer2013"])
     args = parser.parse_args(argv)
+    if args.dataset == "fer2013":  # face-expression encoder on PrivateTest (mlsan.fer2013)
+        from mlsan.fer2013 import eval_cli
+
+        data = None if args.data == parser.get_default("data") else args.data
+        return eval_cli(data, args.checkpoint, args.json, args.confusion)
     try:
         result = evaluate_checkpoint(
             args.checkpoint,
