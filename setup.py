@@ -54,7 +54,14 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["edge_app*", "mlsan*", "engines*", "calibration*"]),
-    package_data={"mlsan": ["checkpoints/*.pt", "checkpoints/*.sha256", "checkpoints/*.json"]},
+    package_data={
+        "mlsan": [
+            "checkpoints/*.pt",
+            "checkpoints/*.onnx",  # the face-expression encoder (mlsan.face_expression)
+            "checkpoints/*.sha256",
+            "checkpoints/*.json",
+        ]
+    },
     include_package_data=True,
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -202,9 +202,12 @@ def to_input(crops: np.ndarray) -> torch.Tensor:
 
 @torch.inference_mode()
 def encode_crops(
-    model: nn.Module, crops: np.ndarray, batch_size: int = 512
+    model: nn.Module, crops: np.ndarray, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the encoder on (N,48,48) crops -> (logits (N,7) float32, embeddings (N,D) float32).
+
+    Batches of 64 (128 views with the flip) keep each activation under glibc's mmap threshold,
+    so the allocator reuses memory instead of page-faulting fresh pages every batch.
 
     The one function the feature store, the evaluation and the torch live path all call.
     """

@@ -333,6 +333,60 @@ def write_feature_store(data_dir: str | Path, checkpoint: str | Path, out: str |
     return {"path": str(out), "n": len(emb), "dim": int(emb.shape[1]), "sha256": loaded.sha256}
 
 
+def ship(run_dir: str | Path, data: str | Path, dest: str | Path) -> dict[str, Any]:
+    """Copy a run's PublicTest-selected ``best.pt`` into ``dest`` as face_expression.pt, export
+    face_expression.onnx (parity-checked), score PrivateTest (report only) and write the JSON
+    sidecar face_expression.json (data, licence, protocol, metrics, commands)."""
+    import shutil
+
+    from mlsan.face_expression import export_onnx, load_face_checkpoint
+
+    run_dir, dest = Path(run_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    pt = dest / "face_expression.pt"
+    shutil.copyfile(run_dir / "best.pt", pt)
+    loaded = load_face_checkpoint(pt)
+    Path(str(pt) + ".sha256").write_text(f"{loaded.sha256}  {pt.name}\n")
+    exported = export_onnx(pt, dest / "face_expression.onnx")
+    private = evaluate_fer2013(data, pt)  # reported only; selection was on PublicTest
+    history = loaded.meta.get("history", [])
+    meta = {
+        "model": "face-expression encoder: 4-stage VGG-style CNN, 48x48 grey input, "
+        f"widths {list(loaded.config.widths)}, embedding D={loaded.config.embed_dim} "
+        "(penultimate layer, BatchNorm+ReLU, raw, not L2-normalised), 7 logits in FER order; "
+        "flip test-time augmentation inside the model",
+        "data": "FER2013 (Goodfellow et al., 2013, ICML Challenges in Representation Learning), "
+        "../shared/data/fer2013/fer2013.npz, official Training/PublicTest/PrivateTest split",
+        "licence": "FER2013 is challenge data for research use only (no explicit licence): this "
+        "checkpoint and its ONNX export are for research use only",
+        "protocol": PROTOCOL,
+        "command": loaded.meta.get("command"),
+        "ship_command": f"python -m mlsan.fer2013 ship --run {run_dir} --data {data} --dest {dest}",
+        "selected_epoch": loaded.meta.get("epoch"),
+        "epochs_run": len(history),
+        "train_seconds": history[-1]["elapsed_s"] if history else None,
+        "history": history,
+        "metrics": {
+            "PrivateTest": {k: private[k] for k in ("accuracy", "weighted_f1", "macro_f1")},
+            "PrivateTest_per_class": private["per_class"],
+            "PrivateTest_confusion": private["confusion"],
+            "PublicTest_accuracy_at_selection": round(100 * loaded.meta["public_acc_tta"], 2),
+        },
+        "checkpoint_sha256": loaded.sha256,
+        "onnx_sha256": exported["sha256"],
+        "onnx_opset": exported["opset"],
+        "onnx_parity": {k: v for k, v in exported.items() if k.startswith("max_abs")},
+        "label_names": list(FER_LABELS),
+    }
+    (dest / "face_expression.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return {
+        "private_accuracy": private["accuracy"],
+        "public_accuracy": round(100 * loaded.meta["public_acc_tta"], 2),
+        "checkpoint_sha256": loaded.sha256,
+        "onnx_sha256": exported["sha256"],
+    }
+
+
 def eval_cli(
     data: str | Path | None, checkpoint: str | None, as_json: bool, confusion: str | None
 ) -> int:
@@ -368,6 +422,12 @@ def eval_cli(
     return run_guarded("mlsan-eval", run)
 
 
+def torch_threads(n: int = 1) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mlsan.fer2013", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -397,19 +457,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     e = sub.add_parser("export", help="export a checkpoint to ONNX (+ parity check, .sha256)")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--out", required=True)
+    s = sub.add_parser("ship", help="copy a run's best.pt into the package, export, describe")
+    s.add_argument("--run", required=True)
+    s.add_argument("--data", default=DEFAULT_DATA)
+    s.add_argument("--dest", default=str(Path(__file__).parent / "checkpoints"))
     args = p.parse_args(argv)
 
     def run() -> int:
         if args.cmd == "train":
             print(json.dumps(train(args)))
+        elif args.cmd == "ship":
+            torch_threads()
+            print(json.dumps(ship(args.run, args.data, args.dest)))
         elif args.cmd == "export":
             from mlsan.face_expression import export_onnx
 
             print(json.dumps(export_onnx(args.checkpoint, args.out)))
         else:
-            import torch
-
-            torch.set_num_threads(1)
+            torch_threads()
             ckpt = args.checkpoint or default_checkpoint()
             print(json.dumps(write_feature_store(args.data, ckpt, args.out)))
         return 0
