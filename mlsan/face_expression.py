@@ -286,6 +286,33 @@ def export_onnx(checkpoint: str | Path, out_path: str | Path, opset: int = ONNX_
     return {"path": str(out_path), "sha256": digest, "opset": opset, **parity}
 
 
+def onnx_encode(
+    onnx_path: str | Path, crops: np.ndarray, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N,48,48) crops through an exported encoder with ONNX Runtime, one thread -> (logits,
+    embeddings), like :func:`encode_crops`."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types
+        raise CheckpointError(
+            f"cannot load ONNX face-expression model {onnx_path}: {type(exc).__name__}; fix: "
+            "pass a file written by `python -m mlsan.fer2013 export`"
+        ) from None
+    logits, embs = [], []
+    for start in range(0, len(crops), batch_size):
+        lg, em = sess.run(
+            list(ONNX_OUTPUTS), {ONNX_INPUT: to_input(crops[start : start + batch_size]).numpy()}
+        )
+        logits.append(lg)
+        embs.append(em)
+    return np.concatenate(logits), np.concatenate(embs)
+
+
 def onnx_parity(model: nn.Module, onnx_path: str | Path, n: int = 16, seed: int = 0) -> dict:
     """Max |torch - onnxruntime| over logits and embeddings for n random crops (batch of n)."""
     import onnxruntime as ort

@@ -252,10 +252,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def default_checkpoint() -> Path:
-    """The shipped encoder, resolved through the registry (flag/env, cache, package)."""
+    """The shipped encoder's torch checkpoint: the ``.pt`` beside the registry's
+    ``face_expression`` ONNX model (flag/env, cache, package), which was exported from it."""
     from mlsan.registry import default_registry
 
-    return default_registry().resolve("face_expression").path
+    return default_registry().resolve("face_expression").path.with_suffix(".pt")
 
 
 def evaluate_fer2013(
@@ -272,12 +273,20 @@ def evaluate_fer2013(
 
     if split not in SPLITS:
         raise FER2013Error(f"unknown split {split!r}; fix: one of {', '.join(SPLITS)}")
-    ckpt_path = Path(checkpoint) if checkpoint else default_checkpoint()
-    loaded = load_face_checkpoint(ckpt_path, tta=True)
     data = load_fer2013(data_dir)
     images, labels = data.split(split)
+    ckpt_path = Path(checkpoint) if checkpoint else default_checkpoint()
     t0 = time.time()
-    logits, _ = encode_crops(loaded.model, images)
+    if ckpt_path.suffix == ".onnx":  # the exported graph, through ONNX Runtime (one thread)
+        from mlsan.face_expression import onnx_encode
+        from mlsan.registry import file_sha256
+
+        logits, _ = onnx_encode(ckpt_path, images)
+        meta, sha = {}, file_sha256(ckpt_path)
+    else:
+        loaded = load_face_checkpoint(ckpt_path, tta=True)
+        logits, _ = encode_crops(loaded.model, images)
+        meta, sha = loaded.meta, loaded.sha256
     pred = logits.argmax(1)
     classes = list(FER_LABELS)
     prec, rec, f1, support = precision_recall_fscore_support(
@@ -303,9 +312,9 @@ def evaluate_fer2013(
         "confusion": confusion_matrix(labels, pred, labels=list(range(7))).tolist(),
         "protocol": PROTOCOL,
         "checkpoint": str(ckpt_path),
-        "checkpoint_sha256": loaded.sha256,
-        "selected_epoch": loaded.meta.get("epoch"),
-        "public_acc_tta": loaded.meta.get("public_acc_tta"),
+        "checkpoint_sha256": sha,
+        "selected_epoch": meta.get("epoch"),
+        "public_acc_tta": meta.get("public_acc_tta"),
         "licence": "FER2013: research use only",
         "seconds": round(time.time() - t0, 2),
     }

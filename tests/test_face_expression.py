@@ -43,6 +43,9 @@ FIXTURES = REPO / "tests" / "fixtures"
 # broken or untrained model scores about 25 % (the majority class, happy, is 24.5 %).
 PRIVATE_SLICE_N = 600
 PRIVATE_SLICE_MIN_ACC = 0.60
+# The README's PrivateTest figures for the shipped encoder (mlsan-eval --dataset fer2013).
+README_PRIVATE_ACC = 54.05
+README_PRIVATE_WF1 = 48.61
 
 
 def _landmarks_for(points_px: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -268,3 +271,25 @@ def test_too_small_or_absent_face_gives_none_with_a_reason():
     none = stage.features_for(None, 0.0, nobody[-1].t)
     stage.close()
     assert none.absent and none.expression is None and none.expression_reason
+
+
+def test_eval_cli_reports_private_test(fer, shipped, shared_data, capsys):
+    """`mlsan-eval --dataset fer2013 --json`: one JSON object on the last line, the README's
+    PrivateTest accuracy (deterministic on one thread, so the bound is the claimed figure)."""
+    from mlsan.evaluate import main
+
+    assert main(["--dataset", "fer2013", "--data", str(shared_data / "fer2013"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["classes"] == list(FER_LABELS) and out["n"] == 3589
+    assert set(out["per_class"]) == set(FER_LABELS) and "PublicTest" in out["protocol"]
+    assert out["accuracy"] >= README_PRIVATE_ACC and out["weighted_f1"] >= README_PRIVATE_WF1
+    assert out["checkpoint_sha256"] == shipped.sha256
+
+
+def test_eval_cli_bad_input_is_one_line(tmp_path, capsys):
+    from mlsan.evaluate import main
+
+    assert main(["--dataset", "fer2013", "--data", str(tmp_path), "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mlsan-eval: error: FER2013 not found") and "\n" not in err
+    assert "fix:" in err
