@@ -20,6 +20,7 @@ import platform
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,25 +32,31 @@ FIXTURES = REPO / "tests" / "fixtures"
 FER = REPO.parent / "shared" / "data" / "fer2013" / "fer2013.npz"
 
 
-def _stats(seconds: list[float], per: int = 1) -> dict:
+def _stats(seconds: list[float], per: int = 1, cpu: list[float] | None = None) -> dict:
+    """Wall-clock stats, plus this thread's CPU time per face: on a shared machine the wall
+    times include waiting for a core, the CPU time is what the work itself costs."""
     ms = np.asarray(seconds) * 1000.0 / per
-    return {
+    out = {
         "median_ms_per_face": round(float(np.median(ms)), 3),
         "p90_ms_per_face": round(float(np.percentile(ms, 90)), 3),
         "mean_ms_per_face": round(float(ms.mean()), 3),
     }
+    if cpu is not None:
+        out["median_cpu_ms_per_face"] = round(float(np.median(cpu)) * 1000.0 / per, 3)
+    return out
 
 
 def _time(fn, crops: np.ndarray, batch: int, repeats: int) -> dict:
     for i in range(10):  # warm-up
         fn(crops[i * batch % len(crops) :][:batch])
-    out = []
+    out, cpu = [], []
     for i in range(repeats):
         x = crops[(i * batch) % (len(crops) - batch) :][:batch]
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn(x)
         out.append(time.perf_counter() - t0)
-    return {"batch": batch, **_stats(out, batch)}
+        cpu.append(time.thread_time() - c0)
+    return {"batch": batch, **_stats(out, batch, cpu)}
 
 
 def _ort_session(path: Path):
@@ -92,7 +99,8 @@ def encoder_rows(crops: np.ndarray, repeats: int) -> dict:
 
     rows["onnxruntime_1thread_flip_tta_b1 (shipped)"] = _time(run_ort, crops, 1, repeats)
     rows["onnxruntime_1thread_flip_tta_b4"] = _time(run_ort, crops, 4, repeats // 2)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         plain = _ort_session(_export_plain(Path(tmp)))
 
         def run_plain(x, s=plain):
@@ -118,12 +126,13 @@ def alignment_row(repeats: int) -> dict:
     source.close()
     with FaceLandmarker() as lm:
         face = lm.detect(frame)[0]
-    out = []
+    out, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         align_face(to_gray(frame.image), face.landmarks, float(face.pose[0]))
         out.append(time.perf_counter() - t0)
-    return {"frame": "640x360 single_face.mp4", **_stats(out)}
+        cpu.append(time.thread_time() - c0)
+    return {"frame": "640x360 single_face.mp4", **_stats(out, 1, cpu)}
 
 
 def stage_rows(n_frames: int = 150) -> dict:
@@ -150,18 +159,21 @@ def stage_rows(n_frames: int = 150) -> dict:
         ):
             stage = FaceTrackStage(LandmarkerOptions(num_faces=num), expression=expr)
             stage.process(VideoFrame(0, 0.0, images[0]))  # warm-up
-            times, with_emb = [], 0
+            times, cpu, with_emb = [], [], 0
             for i in range(1, n_frames):
                 img = images[i % len(images)]
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 out = stage.process(VideoFrame(i, i / 15.0, img))
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)  # all threads (MediaPipe has its own)
                 with_emb += sum(o.expression is not None for o in out.faces)
             stage.close()
             ms = 1000 * float(np.mean(times))
             rows[f"{faces_name}, {label}"] = {
                 "mean_ms_per_frame": round(ms, 2),
                 "p90_ms_per_frame": round(1000 * float(np.percentile(times, 90)), 2),
+                "mean_cpu_ms_per_frame": round(1000 * float(np.mean(cpu)), 2),
+                "keeps_15fps_on_cpu_time": bool(1000 * float(np.mean(cpu)) < 1000 / 15),
                 "fps_capacity": round(1000 / ms, 1),
                 "keeps_15fps": bool(ms < 1000 / 15),
                 "faces_with_embedding_per_frame": round(with_emb / (n_frames - 1), 2),

@@ -358,7 +358,12 @@ def ship(run_dir: str | Path, data: str | Path, dest: str | Path) -> dict[str, A
     Path(str(pt) + ".sha256").write_text(f"{loaded.sha256}  {pt.name}\n")
     exported = export_onnx(pt, dest / "face_expression.onnx")
     private = evaluate_fer2013(data, pt)  # reported only; selection was on PublicTest
-    history = loaded.meta.get("history", [])
+    run_file = run_dir / "history.json"  # the whole run (the checkpoint's meta stops at its epoch)
+    history = (
+        json.loads(run_file.read_text())["history"]
+        if run_file.is_file()
+        else loaded.meta.get("history", [])
+    )
     meta = {
         "model": "face-expression encoder: 4-stage VGG-style CNN, 48x48 grey input, "
         f"widths {list(loaded.config.widths)}, embedding D={loaded.config.embed_dim} "
