@@ -71,7 +71,12 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["edge_app*", "mlsan*", "engines*", "calibration*"]),
     package_data={
-        "mlsan": ["checkpoints/*.pt", "checkpoints/*.sha256", "checkpoints/*.json"],
+        "mlsan": [
+            "checkpoints/*.pt",
+            "checkpoints/*.onnx",  # the face-expression encoder (mlsan.face_expression)
+            "checkpoints/*.sha256",
+            "checkpoints/*.json",
+        ],
         # The demo conversation and the face model ship inside the package (see their notes);
         # CAM++ and segmentation-3.0 converted to ONNX, with their licences (registry
         # "speaker" / "segmentation"; see edge_app/audio/weights/*.json).

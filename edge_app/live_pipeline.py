@@ -491,11 +491,18 @@ class LivePipeline:
         _quiet_hf()
         loaded.text_encoder = TextEncoder(info.text_feature, registry.resolve("text").path)
         if video_source is not None:
+            from edge_app.video.expression import ExpressionOptions
             from edge_app.video.faces import LandmarkerOptions
             from edge_app.video.stage import FaceTrackStage
 
+            # The face-expression encoder runs on every face only when the checkpoint reads
+            # its embedding (a model that never saw faces masks them: no CPU spent on it).
+            expression = None
+            if info.visual_feature == "face-expression" and "visual" in info.trained_modalities:
+                expression = ExpressionOptions(model_path=registry.resolve("face_expression").path)
             loaded.face_stage = FaceTrackStage(
-                LandmarkerOptions(model_path=registry.resolve("face").path)
+                LandmarkerOptions(model_path=registry.resolve("face").path),
+                expression=expression,
             )
             closers.append(loaded.face_stage.close)
         self._warm_up(loaded)

@@ -89,6 +89,8 @@ class FaceObservation:
     blendshapes: np.ndarray  # (52,) float32 in [0, 1], MediaPipe's order
     pose: np.ndarray  # (3,) float32 yaw, pitch, roll in degrees
     mouth_activity: float  # >= 0, how much the mouth is moving now
+    expression: np.ndarray | None = field(default=None, repr=False)  # (D,) float32 face embedding
+    expression_reason: str | None = None  # why expression is None (too small, turned away, ...)
 
 
 @dataclass(frozen=True)

@@ -267,7 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="ML-SAN checkpoint (default: the registry's mlsan_meld.pt)",
     )
-    parser.add_argument("--data", required=True, help="MELD CSV folder (*_sent_emo.csv)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="the dataset's folder: MELD CSVs (*_sent_emo.csv), RAVDESS (Actor_*), or FER2013 "
+        "(fer2013.npz)",
+    )
     parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
     parser.add_argument("--features", default=None, help="folder with <split>.npz feature store")
     parser.add_argument("--cache-dir", default=None, help="text feature cache folder")
@@ -277,17 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confusion", default=None, help="write the confusion matrix PNG here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    if args.dataset == "fer2013":  # the face encoder's evaluation lives in mlsan/fer2013.py
-        try:
-            from mlsan.fer2013 import eval_main
-        except ImportError:
-            print(
-                "mlsan-eval: error: FER2013 evaluation needs mlsan/fer2013.py (the face "
-                "expression encoder); fix: install a version that has it",
-                file=sys.stderr,
-            )
-            return 2
-        return eval_main(args)
+    if args.dataset == "fer2013":  # face-expression encoder on PrivateTest (mlsan.fer2013)
+        from mlsan.fer2013 import eval_cli
+
+        return eval_cli(args.data, args.checkpoint, args.json, args.confusion)
     if args.dataset == "ravdess":
         try:
             if args.folds not in (0, 4):

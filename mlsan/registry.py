@@ -162,6 +162,16 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
         sha256=None,
         flag="--checkpoint",
     ),
+    ModelSpec(
+        name="face_expression",
+        role="face-expression encoder (FER2013 CNN, ONNX; 128-d embedding + 7 logits)",
+        artifact="face_expression.onnx",
+        package="mlsan",
+        package_relpath="checkpoints/face_expression.onnx",
+        pip_name=None,  # ships inside this project; its digest is the <file>.sha256 sidecar
+        sha256=None,
+        flag="--face-expression-model",
+    ),
 )
 
 _SKIP_NAMES = {"__pycache__", ".gitattributes", ".DS_Store"}

@@ -162,3 +162,28 @@ def test_binding_follows_the_face_when_it_changes():
     binder = FaceVoiceBinder()
     tracks = [binder.update_span(s, a, b, history).track_id for s, a, b in turns]
     assert tracks[5] == 1 and tracks[-1] == 4
+
+
+def test_expression_is_pooled_over_frames_that_have_one():
+    import dataclasses
+
+    frames = [obs(2, i / FPS) for i in range(6)]
+    emb = [np.full(8, float(i), np.float32) for i in range(6)]
+    with_expr = [
+        dataclasses.replace(o, expression=e if i % 2 == 0 else None, expression_reason=None)
+        if i % 2 == 0
+        else dataclasses.replace(o, expression_reason="face turned away (yaw 60 deg > 45)")
+        for i, (o, e) in enumerate(zip(frames, emb, strict=True))
+    ]
+    feats = pool_observations(with_expr, frames_in_span=6, t0=0, t1=0.2)
+    assert feats.expression.dtype == np.float32 and np.allclose(feats.expression, 2.0)  # 0,2,4
+    assert feats.expression_frames == 3 and feats.expression_reason is None
+    # No frame with an embedding: None, with the most common per-frame reason.
+    turned = [dataclasses.replace(o, expression_reason="face turned away") for o in frames]
+    none = pool_observations(turned, frames_in_span=6, t0=0, t1=0.2)
+    assert not none.absent and none.expression is None
+    assert none.expression_reason == "no usable face crop: face turned away"
+    # Absent track: None with the coverage reason; the 112-d vector is unchanged (zeros).
+    absent = pool_observations(frames[:1], frames_in_span=10, t0=0, t1=0.4)
+    assert absent.absent and absent.expression is None and "10%" in absent.expression_reason
+    assert VisualHistory().features(None, 0, 1).expression_reason

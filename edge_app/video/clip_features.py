@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.clock import MediaClock
+from edge_app.video.expression import ExpressionOptions, FaceExpressionEncoder
 from edge_app.video.faces import FaceLandmarker, LandmarkerOptions
 from edge_app.video.sources import VideoFileSource
 from edge_app.video.tracker import FaceTracker
@@ -30,6 +31,7 @@ class ClipOptions:
     target_fps: float = 10.0  # process about this many frames a second (every k-th frame)
     min_coverage: float = 0.3  # the speaker's face must be in this share of processed frames
     landmarker: LandmarkerOptions = field(default_factory=LandmarkerOptions)
+    expression: ExpressionOptions | None = field(default_factory=ExpressionOptions)  # None: off
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class ClipFeatureExtractor:
             self._landmarker_options = replace(self.options.landmarker, model_path=path)
         else:
             self._landmarker_options = self.options.landmarker
+        self._expression = (
+            FaceExpressionEncoder(self.options.expression) if self.options.expression else None
+        )
 
     def _track(self, path: Path) -> tuple[VisualHistory, int, float]:
         source = VideoFileSource(path, MediaClock(realtime=False))
@@ -68,8 +73,10 @@ class ClipFeatureExtractor:
             for frame in source.frames(threading.Event()):
                 if frame.index % stride:
                     continue
-                faces = landmarker.detect(frame)
-                history.add(tracker.update(frame.index, frame.t, faces or []))
+                faces = landmarker.detect(frame) or []
+                if self._expression is not None:
+                    faces = self._expression.annotate(frame.image, faces)
+                history.add(tracker.update(frame.index, frame.t, faces))
                 processed += 1
         duration = source.frames_read / source.fps
         source.close()

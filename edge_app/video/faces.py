@@ -69,6 +69,10 @@ class DetectedFace:
     pose: np.ndarray  # (3,) float32 yaw, pitch, roll in degrees (0, 0, 0: facing the camera)
     mouth_open: float  # inner-lip gap / face height (>= 0; about 0 closed, 0.1+ wide open)
     landmarks: np.ndarray = field(repr=False)  # (478, 3) float32 normalised x, y, z
+    # Face-expression embedding (D,) float32 of the aligned 48x48 crop (edge_app.video.expression);
+    # None with ``expression_reason`` when the face gave no usable crop or no encoder ran.
+    expression: np.ndarray | None = field(default=None, repr=False)
+    expression_reason: str | None = None
 
 
 def rotation_to_yaw_pitch_roll(matrix: np.ndarray) -> np.ndarray:

@@ -8,7 +8,12 @@ A plain stateful object (no threads). The runtime's video worker does, per frame
 and, when an utterance [t0, t1] of a speaker is known::
 
     binding = stage.binder.update(turn, stage.history)      # face of that voice
-    features = stage.features_for(binding.track_id, t0, t1)  # VisualFeatures (112 floats)
+    features = stage.features_for(binding.track_id, t0, t1)  # VisualFeatures (112 floats +
+                                                              # pooled expression embedding)
+
+Each detected face is aligned to FER2013's framing and run through the face-expression encoder
+(``edge_app.video.expression``) before tracking, so every observation carries its embedding (or
+the reason it has none). ``expression=None`` turns that off.
 
 ``history`` and ``binder`` are not thread-safe by themselves: call them from the same worker,
 or hold ``stage.lock`` around them.
@@ -20,6 +25,7 @@ import threading
 
 from edge_app.messages import FrameFaces, VideoFrame
 from edge_app.video.binding import BindingOptions, FaceVoiceBinder
+from edge_app.video.expression import ExpressionOptions, FaceExpressionEncoder
 from edge_app.video.faces import FaceLandmarker, LandmarkerOptions
 from edge_app.video.tracker import FaceTracker, TrackerOptions, TrackSummary
 from edge_app.video.visual_features import DEFAULT_MIN_COVERAGE, VisualFeatures, VisualHistory
@@ -34,9 +40,15 @@ class FaceTrackStage:
         tracker: TrackerOptions | None = None,
         binding: BindingOptions | None = None,
         history_s: float = 120.0,
+        expression: ExpressionOptions | FaceExpressionEncoder | None = ExpressionOptions(),
     ) -> None:
         self.landmarker = (
             landmarker if isinstance(landmarker, FaceLandmarker) else FaceLandmarker(landmarker)
+        )
+        self.expression = (
+            expression
+            if expression is None or isinstance(expression, FaceExpressionEncoder)
+            else FaceExpressionEncoder(expression)
         )
         self.tracker = FaceTracker(tracker)
         self.history = VisualHistory(history_s)
@@ -51,6 +63,8 @@ class FaceTrackStage:
         if faces is None:
             self.frames_skipped += 1
             return None
+        if self.expression is not None:
+            faces = self.expression.annotate(frame.image, faces)
         frame_faces = self.tracker.update(frame.index, frame.t, faces)
         with self.lock:
             self.history.add(frame_faces)

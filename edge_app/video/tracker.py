@@ -144,6 +144,8 @@ class FaceTracker:
                     blendshapes=face.blendshapes,
                     pose=face.pose,
                     mouth_activity=float(track.mouth_activity),
+                    expression=face.expression,
+                    expression_reason=face.expression_reason,
                 )
             )
         self._expire(t)

@@ -11,13 +11,22 @@ Layout of the VISUAL_DIM = 112 float32 vector (fixed with the model team):
 
 ``coverage`` is the share of the span's frames in which the track was seen; below
 ``min_coverage`` the features are ``absent`` (the vector is all zeros) and the model masks the
-visual modality. :class:`VisualHistory` keeps the recent frames so features can be taken for a
+visual modality.
+
+``expression`` is the face-expression embedding (D,) float32 (``mlsan.face_expression``, D = 128)
+averaged over the span's frames in which this track gave a usable aligned crop
+(``FaceObservation.expression``); None when absent or when no frame gave one, with
+``expression_reason`` saying why. The 112-d vector stays as it was (binding, back-compat).
+
+:class:`VisualHistory` keeps the recent frames so features can be taken for a
 span after the fact (an utterance is known only once the speech segment ends).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,9 +59,17 @@ class VisualFeatures:
     track_id: int | None  # None when no track was asked for (speaker with no face)
     t0: float
     t1: float
+    expression: np.ndarray | None = field(default=None, repr=False)  # (D,) float32 pooled
+    expression_reason: str | None = None  # why expression is None
+    expression_frames: int = 0  # frames whose embeddings were averaged
 
 
-def absent_features(t0: float, t1: float, track_id: int | None = None) -> VisualFeatures:
+NO_FACE_REASON = "no face bound to this speaker"
+
+
+def absent_features(
+    t0: float, t1: float, track_id: int | None = None, reason: str = NO_FACE_REASON
+) -> VisualFeatures:
     """Features for a span with no usable face."""
     return VisualFeatures(
         vector=np.zeros(VISUAL_DIM, dtype=np.float32),
@@ -62,7 +79,28 @@ def absent_features(t0: float, t1: float, track_id: int | None = None) -> Visual
         track_id=track_id,
         t0=t0,
         t1=t1,
+        expression=None,
+        expression_reason=reason,
     )
+
+
+def pool_expression(
+    observations: Sequence[FaceObservation],
+) -> tuple[np.ndarray | None, str | None, int]:
+    """Mean face-expression embedding over the observations that have one.
+
+    -> (embedding (D,) float32 or None, reason when None, frames used).
+    """
+    from mlsan.face_expression import pool_embeddings
+
+    embs = [o.expression for o in observations if o.expression is not None]
+    if not embs:
+        reasons = Counter(
+            o.expression_reason or "no face-expression encoder ran" for o in observations
+        )
+        reason = reasons.most_common(1)[0][0] if reasons else NO_FACE_REASON
+        return None, f"no usable face crop: {reason}", 0
+    return pool_embeddings(np.stack(embs)), None, len(embs)
 
 
 def pool_observations(
@@ -80,8 +118,13 @@ def pool_observations(
     n = len(observations)
     coverage = min(1.0, n / frames_in_span) if frames_in_span > 0 else 0.0
     if n == 0 or coverage < min_coverage:
-        out = absent_features(t0, t1, track_id)
-        return VisualFeatures(out.vector, coverage, True, n, track_id, t0, t1)
+        reason = (
+            f"face seen in {coverage:.0%} of the span's frames (< {min_coverage:.0%})"
+            if track_id is not None
+            else "face not seen in the span"
+        )
+        out = absent_features(t0, t1, track_id, reason)
+        return dataclasses.replace(out, coverage=coverage, n_frames=n)
     blend = np.stack([o.blendshapes for o in observations]).astype(np.float64)  # (n, 52)
     pose = np.stack([o.pose for o in observations]).astype(np.float64) / POSE_SCALE  # (n, 3)
     mouth = np.array([o.mouth_activity for o in observations], dtype=np.float64)  # (n,)
@@ -95,7 +138,8 @@ def pool_observations(
         ]
     ).astype(np.float32)
     assert vector.shape == (VISUAL_DIM,) and blend.shape[1] == N_BLENDSHAPES
-    return VisualFeatures(vector, coverage, False, n, track_id, t0, t1)
+    expression, reason, used = pool_expression(observations)
+    return VisualFeatures(vector, coverage, False, n, track_id, t0, t1, expression, reason, used)
 
 
 class VisualHistory:
