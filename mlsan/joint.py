@@ -16,7 +16,7 @@ Sources and what each sample holds (modality mask):
   row from K *other* clips of the same actor, unlabelled, K drawn per sample at random from
   ``K_CHOICES`` every step, so the model learns to use a mean of 1, 2, ... 16 clips (and K = 0,
   the stranger).
-- FER2013 faces (``/work/handoff``-style npz from the face encoder: embeddings, labels, usage):
+- FER2013 faces (npz from ``python -m mlsan.fer2013 features``: embeddings, labels, usage):
   face only, no speaker (zeros, K = 0), single images.
 
 Balancing: every step takes one batch of each source and the loss is the plain sum of the
