@@ -15,11 +15,8 @@ from edge_app.messages import SAMPLE_RATE, SpeechSegment
 
 pytestmark = pytest.mark.slow
 
-# Measured 0.148 with the defaults (bench/bench_audio.py "der_sample"); the floor of a
-# one-label-at-a-time system on this clip is ~0.07 (1.76 s of overlapped speech out of 24.35 s).
-# In the bench's sensitivity scan every result with two labels stayed at or under 0.224, while
-# one label for everyone scores 0.50 and a phantom third label 0.21-0.43 (the test also asserts
-# exactly two labels). 0.25 catches those failures with room for numeric drift across CPUs.
+# One label for everyone scores 0.50 and a phantom third label 0.21-0.43 on this clip (the test
+# also asserts exactly two labels); the bound is the README's claim.
 DER_BOUND = 0.135  # README "Voices": 13.0 % measured, bound 13.5 % (as tests/test_audio_der.py)
 
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from engines import (
-    BackendOptions,
     BackendUnavailableError,
     BadInputError,
     EmotionBackend,
@@ -151,11 +150,6 @@ def test_onnx_from_another_checkpoint_is_refused(ckpt, cache, tmp_path):
 def test_missing_checkpoint_is_one_line(tmp_path):
     with pytest.raises(UserFacingError, match="does not exist"):
         create_backend("torch", tmp_path / "nope.pt")
-
-
-def test_options_are_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        BackendOptions().precision = "int8"
 
 
 def test_cli_errors_are_one_line_exit_2(ckpt, cache, capsys):

@@ -52,7 +52,7 @@ def _write_cached_engine(cache, key: EngineKey, payload: bytes = b"serialized-en
 
 
 def test_versions_are_compared_as_versions_not_strings():
-    assert "10.10.0" < "10.9.0"  # the string trap this module exists to avoid
+    # Compared as strings, "10.10.0" < "10.9.0": the trap this module exists to avoid.
     assert parse_version("10.10.0", "tensorrt") > parse_version("10.9.0", "tensorrt")
     assert check_tensorrt_version("10.10.0.31") == Version("10.10.0.31")
     assert check_tensorrt_version("8.6.2") >= MIN_TENSORRT

@@ -240,3 +240,39 @@ def test_mlsan_train_cli_on_an_erc_pickle(tmp_path, capsys):
     loaded = load_checkpoint(out)
     assert loaded.label_names[0] == "happy" and loaded.feature_dims["visual"] == 4
     assert loaded.trained_modalities == ("text", "audio", "visual")
+
+
+class _CountingEncoder:
+    """Stands in for TextEncoder in the cache test: counts real encoder passes."""
+
+    digest = "fake-encoder-0001"
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def encode_raw(self, texts):
+        self.passes += 1
+        rng = np.random.default_rng(len(texts))
+        return (
+            rng.standard_normal((len(texts), 384)).astype(np.float32),
+            rng.standard_normal((len(texts), 7, 384)).astype(np.float32),
+        )
+
+
+def test_text_feature_cache_tells_a_hit_from_a_miss(tmp_path):
+    """A hit reads the file and runs no encoder pass; other texts, or a corrupt entry, miss."""
+    from mlsan.features import cached_raw_text
+
+    enc = _CountingEncoder()
+    first = cached_raw_text(["hello", "there"], "t", enc, cache_dir=tmp_path)
+    assert enc.passes == 1 and len(list(tmp_path.glob("t-*.npz"))) == 1
+    again = cached_raw_text(["hello", "there"], "t", enc, cache_dir=tmp_path)
+    assert enc.passes == 1  # served from the file
+    np.testing.assert_array_equal(again.sentence, first.sentence)
+    np.testing.assert_array_equal(again.layer_means, first.layer_means)
+    cached_raw_text(["hello", "there!"], "t", enc, cache_dir=tmp_path)
+    assert enc.passes == 2 and len(list(tmp_path.glob("t-*.npz"))) == 2  # new texts, new key
+    for path in tmp_path.glob("t-*.npz"):
+        path.write_bytes(b"not an npz")
+    cached_raw_text(["hello", "there"], "t", enc, cache_dir=tmp_path)
+    assert enc.passes == 3  # a corrupt entry is recomputed, not trusted
