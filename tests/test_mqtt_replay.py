@@ -142,12 +142,12 @@ def test_both_rooms_finish_and_publish_everything(rooms):
     assert rooms["watch_rc"] == 0, rooms["watch_err"]
     for device, records in rooms["files"].items():
         summary = records[-1]
-        assert summary["type"] == "summary" and summary["status"] == "finished"
+        assert summary["type"] == "summary" and summary["status"] == "finished", summary
         mqtt = summary["mqtt"]
-        assert mqtt["device"] == device and mqtt["dropped"] == 0 and mqtt["pending"] == 0
-        assert mqtt["disconnects"] == 0
+        assert mqtt["device"] == device and mqtt["dropped"] == 0 and mqtt["pending"] == 0, mqtt
+        assert mqtt["disconnects"] == 0, mqtt
         # Every queued message was acknowledged or replaced by a newer state of its speaker.
-        assert mqtt["delivered"] + mqtt["superseded_speaker_states"] == mqtt["messages"]
+        assert mqtt["delivered"] + mqtt["superseded_speaker_states"] == mqtt["messages"], mqtt
 
 
 def test_watch_sees_both_rooms_with_two_speakers_each(rooms):
