@@ -373,6 +373,9 @@ class MqttSink:
         self._queued_utterances = 0
         self._queued_latest: dict[tuple, _Msg] = {}  # queued speaker states/status, by key
         self._inflight: dict[int, _Msg] = {}
+        # The message the pump took off the queue and is handing to paho (0 or 1): neither queued
+        # nor in flight for a moment, but not delivered either (drain and stats must count it).
+        self._handing = 0
         self._early_acks: set[int] = set()
         self._closing = False
         self._closed = False
@@ -468,6 +471,7 @@ class MqttSink:
                 if self._closed:
                     return
                 msg = self._queue.popleft()
+                self._handing = 1
                 if msg.key[0] == "u":
                     self._queued_utterances -= 1
                 else:
@@ -476,6 +480,8 @@ class MqttSink:
                 info = self.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
             except (ValueError, RuntimeError, OSError) as exc:  # never let the pump die
                 with self._lock:
+                    self._handing = 0
+                    self._wake.notify_all()
                     self.failed += 1
                     if msg.key[0] == "u":
                         self.dropped_ids.append(int(msg.key[1]))
@@ -484,6 +490,8 @@ class MqttSink:
                 continue
             now = time.monotonic()
             with self._lock:
+                self._handing = 0
+                self._wake.notify_all()
                 if info.mid in self._early_acks:
                     self._early_acks.discard(info.mid)
                     self._acked(msg, now)
@@ -557,15 +565,19 @@ class MqttSink:
         with self._lock:
             return self._connected
 
+    def _unsent(self) -> int:
+        """Queued, being handed to paho, or in flight (call with the lock held)."""
+        return len(self._queue) + self._handing + len(self._inflight)
+
     def pending(self) -> int:
         with self._lock:
-            return len(self._queue) + len(self._inflight)
+            return self._unsent()
 
     def drain(self, timeout_s: float) -> bool:
         """Wait (bounded) until everything queued so far is acknowledged; True if it was."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._lock:
-            while self._queue or self._inflight:
+            while self._unsent():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._last_drain_ok = False
@@ -587,7 +599,7 @@ class MqttSink:
                 "device": self.options.device_id,
                 "messages": self.count,  # queued: utterances, speaker states, status
                 "delivered": self.delivered,
-                "pending": len(self._queue) + len(self._inflight),
+                "pending": self._unsent(),
                 "dropped": len(self.dropped_ids),
                 "dropped_ids": list(self.dropped_ids[:1000]),
                 "superseded_speaker_states": self.superseded,
@@ -613,7 +625,7 @@ class MqttSink:
         drained = self.drain(self.options.drain_s if self._last_drain_ok is not False else 1.0)
         with self._lock:
             self._closed = True
-            lost = len(self._queue) + len(self._inflight)
+            lost = self._unsent()
             self._wake.notify_all()
         self._pump_thread.join(2.0)
         try:

@@ -399,3 +399,37 @@ def test_tls_with_a_private_ca(tmp_path):
         assert bad.stderr.strip().count("\n") == 0
     finally:
         b.stop()
+
+
+def test_a_message_being_handed_to_paho_still_counts_as_pending(broker):
+    """The pump takes a message off the queue before paho gives it a message id: in that moment
+    it is neither queued nor in flight. Drain and the summary must still count it (a drain that
+    returned then made the summary's counts miss one message)."""
+    sink, states = _sink(broker, "dev-hand")
+    real_publish = sink.client.publish
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_publish(*args, **kwargs):
+        entered.set()
+        release.wait(5)
+        return real_publish(*args, **kwargs)
+
+    sink.client.publish = slow_publish
+    try:
+        _write(sink, states, _event(0))
+        assert entered.wait(5)
+        assert sink.pending() >= 1
+        assert sink.drain(0.3) is False  # not delivered yet: drain must not say it was
+        stats = sink.stats()
+        assert (
+            stats["delivered"] + stats["pending"] + stats["superseded_speaker_states"]
+            == (stats["messages"])
+        )
+    finally:
+        release.set()
+        sink.client.publish = real_publish
+    assert sink.drain(5) is True
+    stats = sink.stats()
+    assert stats["pending"] == 0
+    assert stats["delivered"] + stats["superseded_speaker_states"] == stats["messages"]
+    sink.close()
