@@ -49,8 +49,6 @@ def save_checkpoint(
     path: str | Path, model: nn.Module, config: MLSANConfig, meta: dict[str, Any] | None = None
 ) -> str:
     """Write the checkpoint and its ``.sha256`` sidecar atomically; returns the hex digest."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -67,6 +65,14 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
     }
+    return save_payload(path, payload)
+
+
+def save_payload(path: str | Path, payload: dict[str, Any]) -> str:
+    """``torch.save`` atomically (temp file + rename) and write ``<file>.sha256``; returns the
+    hex digest. Every checkpoint this project ships (ML-SAN, face encoder) is written here."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)

@@ -131,10 +131,8 @@ def save_face_checkpoint(
     path: str | Path, net: FaceExpressionNet, meta: dict[str, Any] | None = None
 ) -> str:
     """Write the checkpoint (atomically) and ``<file>.sha256``; returns the hex digest."""
-    from mlsan.registry import file_sha256
+    from mlsan.checkpoint import save_payload
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -143,12 +141,7 @@ def save_face_checkpoint(
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
         "meta": dict(meta or {}),
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    digest = file_sha256(path)
-    Path(str(path) + ".sha256").write_text(f"{digest}  {path.name}\n")
-    return digest
+    return save_payload(path, payload)
 
 
 def load_face_checkpoint(path: str | Path, tta: bool = True) -> LoadedFaceEncoder:
