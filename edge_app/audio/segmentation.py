@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -71,16 +70,10 @@ class SegmentationVad:
                 f"segmentation window {options.context_s} s / hop {options.hop_s} s is out of "
                 "range; fix: 1 <= context <= 10 s and 0.032 s <= hop <= context"
             )
-        import onnxruntime as ort
+        from edge_app.onnx_cpu import cpu_session
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = options.threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 4
         try:
-            self.session = ort.InferenceSession(
-                str(Path(model_path)), sess_options=so, providers=["CPUExecutionProvider"]
-            )
+            self.session = cpu_session(model_path, options.threads)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise VadError(
                 f"cannot load the segmentation model {model_path} ({str(exc)[:160]}); fix: pass "

@@ -58,16 +58,10 @@ class CamppEmbedder:
         if weights is None:
             weights = default_registry().resolve("speaker").path
         weights = Path(weights)
-        import onnxruntime as ort
+        from edge_app.onnx_cpu import cpu_session
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 4
         try:
-            self.session = ort.InferenceSession(
-                str(weights), sess_options=so, providers=["CPUExecutionProvider"]
-            )
+            self.session = cpu_session(weights, threads)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise VoiceError(
                 f"cannot load the speaker model {weights} ({str(exc)[:160]}); fix: pass "

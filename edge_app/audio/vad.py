@@ -264,16 +264,10 @@ class SileroVad:
             from mlsan.registry import default_registry
 
             model_path = default_registry().resolve("vad").path
-        import onnxruntime as ort
+        from edge_app.onnx_cpu import cpu_session
 
-        opts = ort.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 4
         try:
-            self.session = ort.InferenceSession(
-                str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
+            self.session = cpu_session(model_path, threads)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise VadError(
                 f"cannot load the VAD model {model_path} ({exc}); fix: pass --vad-model with a "
