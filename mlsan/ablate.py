@@ -75,6 +75,7 @@ def multimodal_ablation(args, rest: list[str], base_parser) -> dict:
         log=lambda m: None,
         ravdess_actors=first.ravdess_actors,
         ravdess_per_actor=first.ravdess_per_actor,
+        farfield=first.farfield,
     )
     ship = None
     meld_test = None
@@ -90,9 +91,12 @@ def multimodal_ablation(args, rest: list[str], base_parser) -> dict:
             run = {"variant": variant, "seed": seed, "best_epoch": res.best_epoch, "dev": res.dev}
             test = {}
             if sources.voice is not None:
-                for k in (0, 8):
-                    r = ravdess_enroll_eval(res.model, config, sources.voice, TEST_ACTORS, k, 5)
-                    test[f"ravdess_k{k}"] = r["weighted_f1"]
+                for cond, tag in ((0, "ravdess"), (1, "ravdess_far"))[: 1 + first.farfield]:
+                    for k in (0, 8):
+                        r = ravdess_enroll_eval(
+                            res.model, config, sources.voice, TEST_ACTORS, k, 5, cond
+                        )
+                        test[f"{tag}_k{k}"] = r["weighted_f1"]
             if sources.face is not None:
                 test["fer2013"] = face_eval(res.model, config, sources.face, "PrivateTest")[
                     "weighted_f1"
@@ -136,6 +140,8 @@ def multimodal_markdown(results: dict) -> str:
     cols = [
         ("ravdess_k8", "RAVDESS wF1, K=8"),
         ("ravdess_k0", "RAVDESS wF1, K=0"),
+        ("ravdess_far_k8", "far-field RAVDESS wF1, K=8"),
+        ("ravdess_far_k0", "far-field RAVDESS wF1, K=0"),
         ("fer2013", "FER2013 wF1"),
         ("meld", "MELD wF1 (causal)"),
         ("meld_fear", "MELD fear F1"),

@@ -107,6 +107,9 @@ class MLSANConfig:
     source_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # MELD, RAVDESS, FER2013
 
     trained_modalities: tuple[str, ...] = ("text",)  # modalities present in the training data
+    # >1: the checkpoint holds this many independently seeded models of this config and
+    # predicts with the mean of their class probabilities (mlsan.model.MLSANEnsemble)
+    ensemble_members: int = 1
 
     def __post_init__(self) -> None:
         if self.context_mode not in CONTEXT_MODES:
@@ -126,6 +129,8 @@ class MLSANConfig:
         bad = [m for m in self.trained_modalities if m not in MODALITIES]
         if bad:
             raise ConfigError(f"trained_modalities has unknown {bad}; fix: use {MODALITIES}")
+        if self.ensemble_members < 1:
+            raise ConfigError("ensemble_members must be >= 1; fix: use 1 for a single model")
         if self.hidden % self.context_heads:
             raise ConfigError("hidden must be divisible by context_heads; fix: change either")
 

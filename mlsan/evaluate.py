@@ -188,8 +188,11 @@ def _needs_voice(loaded, checkpoint) -> None:
         )
 
 
-def evaluate_ravdess(checkpoint, data, enroll: int = 0, draws: int = 5) -> dict:
-    """Score a multimodal checkpoint on RAVDESS actors 21-24 with K-clip enrollment."""
+def evaluate_ravdess(
+    checkpoint, data, enroll: int = 0, draws: int = 5, farfield: bool = False
+) -> dict:
+    """Score a multimodal checkpoint on RAVDESS actors 21-24 with K-clip enrollment
+    (``farfield``: on the clips' simulated far-field copies, enrollment from copies too)."""
     from mlsan.checkpoint import load_checkpoint
     from mlsan.joint import load_voice, ravdess_enroll_eval
     from mlsan.ravdess import RAVDESS_LABELS, TEST_ACTORS
@@ -200,15 +203,29 @@ def evaluate_ravdess(checkpoint, data, enroll: int = 0, draws: int = 5) -> dict:
     torch.set_num_threads(1)
     # Only the test actors' clips are read (the model carries its own feature standardisation).
     voice = load_voice(
-        data, loaded.config, log=lambda m: print(m, file=sys.stderr), actors=TEST_ACTORS
+        data,
+        loaded.config,
+        log=lambda m: print(m, file=sys.stderr),
+        actors=TEST_ACTORS,
+        farfield=farfield,
     )
-    out = ravdess_enroll_eval(loaded.model, loaded.config, voice, TEST_ACTORS, enroll, draws)
+    out = ravdess_enroll_eval(
+        loaded.model, loaded.config, voice, TEST_ACTORS, enroll, draws, int(farfield)
+    )
+    protocol = RAVDESS_PROTOCOL.format(draws=out["draws"])
+    if farfield:
+        protocol += (
+            "; every clip (and every enrollment clip) replaced by its simulated far-field copy "
+            "(mlsan.farfield: room reverberation, stationary noise, level, low-pass; fixed per "
+            "clip)"
+        )
     out.update(
         dataset="ravdess",
         enroll=enroll,
+        condition="farfield" if farfield else "studio",
         classes=list(RAVDESS_LABELS),
         per_class=out["per_class_f1"],
-        protocol=RAVDESS_PROTOCOL.format(draws=out["draws"]),
+        protocol=protocol,
         checkpoint=str(checkpoint),
         sha256=loaded.sha256,
     )
@@ -263,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=5, help="ravdess: random enrollment draws")
     parser.add_argument("--folds", type=int, default=0, help="ravdess: 4 = the 4-fold report")
     parser.add_argument(
+        "--farfield",
+        action="store_true",
+        help="ravdess: score the clips' simulated far-field copies (mlsan.farfield)",
+    )
+    parser.add_argument(
         "--checkpoint",
         default=None,
         help="ML-SAN checkpoint (default: the registry's mlsan_meld.pt)",
@@ -292,8 +314,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserFacingError("--folds must be 4 (the 4-fold report); fix: --folds 4")
             if args.enroll < 0 or args.enroll > 16:
                 raise UserFacingError("--enroll must be 0..16 (clips of the test actor)")
-            fn = evaluate_ravdess_folds if args.folds else evaluate_ravdess
-            result = fn(args.checkpoint, args.data, args.enroll, args.draws)
+            if args.folds:
+                if args.farfield:
+                    raise UserFacingError("--farfield scores actors 21-24; fix: drop --folds")
+                result = evaluate_ravdess_folds(args.checkpoint, args.data, args.enroll, args.draws)
+            else:
+                result = evaluate_ravdess(
+                    args.checkpoint, args.data, args.enroll, args.draws, args.farfield
+                )
         except UserFacingError as exc:
             print(f"mlsan-eval: error: {exc}", file=sys.stderr)
             return exc.exit_code

@@ -308,8 +308,44 @@ class MLSANWithSpeakerIds(nn.Module):
         return logits, gate
 
 
+class MLSANEnsemble(nn.Module):
+    """N independently seeded ``MLSAN`` models of one config, used as one model.
+
+    ``forward`` returns (log of the members' mean class probabilities [B,T,C], mean gate
+    [B,T,3]): softmax of the first output is the ensemble's probability, its argmax the
+    ensemble's decision, so callers treat it like a single model's logits. Built from trained
+    members with ``from_members``; trained one member at a time (``mlsan.train``).
+    """
+
+    def __init__(self, config: MLSANConfig) -> None:
+        super().__init__()
+        self.config = config
+        member = config.with_(ensemble_members=1)
+        self.members = nn.ModuleList(MLSAN(member) for _ in range(config.ensemble_members))
+
+    @classmethod
+    def from_members(cls, members: list[nn.Module]) -> MLSANEnsemble:
+        config = members[0].config.with_(ensemble_members=len(members))
+        ensemble = cls(config)
+        for slot, member in zip(ensemble.members, members, strict=True):
+            slot.load_state_dict(member.state_dict())
+        return ensemble.eval()
+
+    def forward(self, text, audio, visual, modality_mask, speaker, context_mask):
+        probs, gates = [], []
+        for member in self.members:
+            logits, gate = member(text, audio, visual, modality_mask, speaker, context_mask)
+            probs.append(torch.softmax(logits, dim=-1))
+            gates.append(gate)
+        prob = torch.stack(probs).mean(0)
+        return torch.log(prob.clamp(min=1e-12)), torch.stack(gates).mean(0)
+
+
 def build_model(config: MLSANConfig) -> nn.Module:
-    """``MLSANWithSpeakerIds`` for the "id" speaker source, else ``MLSAN``."""
+    """``MLSANWithSpeakerIds`` for the "id" speaker source, ``MLSANEnsemble`` for
+    ``ensemble_members`` > 1, else ``MLSAN``."""
     if config.speaker_source == "id":
         return MLSANWithSpeakerIds(config)
+    if config.ensemble_members > 1:
+        return MLSANEnsemble(config)
     return MLSAN(config)

@@ -24,7 +24,9 @@ list
 and the feature definition):
 ``whisper`` (Whisper tiny.en int8 encoder states pooled by ``mlsan.voice_features``; the cache
 holds the state sequences as float16 so every pooling can be measured), ``prosody``
-(``mlsan.prosody``, 88), ``dvector`` (resemblyzer GE2E, 256, the app's voice model).
+(``mlsan.prosody``, 88), ``dvector`` (resemblyzer GE2E, 256, the app's voice model);
+``whisper-farfield``: the ``whisper`` feature of each clip's simulated far-field copy
+(``mlsan.farfield``: reverb, noise, level, low-pass; fixed per clip).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ TEST_ACTORS: tuple[int, ...] = (21, 22, 23, 24)
 TRAIN_ACTORS: tuple[int, ...] = tuple(range(1, 21))
 CV_FOLDS: tuple[tuple[int, ...], ...] = tuple(tuple(range(a, a + 5)) for a in (1, 6, 11, 16))
 FOLDS4: tuple[tuple[int, ...], ...] = tuple(tuple(range(a, a + 6)) for a in (1, 7, 13, 19))
-KINDS = ("whisper", "prosody", "dvector")
+KINDS = ("whisper", "prosody", "dvector", "whisper-farfield")
 FEATURE_VERSION = 1
 
 
@@ -165,6 +167,11 @@ def _cache_path(root: Path, clips: list[Clip], kind: str) -> Path:
 
 
 def _extract(kind: str, clips: list[Clip], log=print) -> dict:
+    farfield = kind.endswith("-farfield")  # the same feature of a simulated far-field copy
+    if farfield:
+        from mlsan.farfield import clip_rng, degrade
+
+        kind = kind.removesuffix("-farfield")
     if kind == "whisper":
         from mlsan.voice_features import WhisperVoiceEncoder, n_states
 
@@ -188,6 +195,8 @@ def _extract(kind: str, clips: list[Clip], log=print) -> dict:
     rows, cost = [], 0.0
     for i, c in enumerate(clips):
         audio = load_audio(c.path)
+        if farfield:
+            audio = degrade(audio, clip_rng(c.path.name))
         t0 = time.perf_counter()
         if kind == "whisper":
             states = enc.encoder_states(audio)[: n_states(len(audio))]
@@ -201,7 +210,7 @@ def _extract(kind: str, clips: list[Clip], log=print) -> dict:
         if (i + 1) % 100 == 0:
             log(f"ravdess {kind}: {i + 1}/{len(clips)} ({cost / (i + 1) * 1000:.0f} ms/clip)")
     out = {"seconds_per_clip": np.float64(cost / len(clips))}
-    if kind == "whisper":
+    if kind == "whisper":  # also for whisper-farfield (the suffix was removed above)
         out["states"] = np.concatenate(seqs)
         out["offsets"] = np.cumsum([0] + [len(s) for s in seqs])
         out["n_samples"] = np.asarray(lens)
@@ -222,7 +231,7 @@ def load_cache(
         data = dict(np.load(full_path))
         pos = {c.path.name: i for i, c in enumerate(full)}
         rows = [pos[c.path.name] for c in clips]
-        if kind == "whisper":
+        if kind.startswith("whisper"):
             off = data["offsets"]
             seqs = [data["states"][off[i] : off[i + 1]] for i in rows]
             data["states"] = np.concatenate(seqs)
@@ -256,7 +265,7 @@ def voice_store(
     for k in parts:
         clips, data = load_cache(root, k, log, actors, per_actor)
         cost += float(data["seconds_per_clip"])
-        if k == "whisper":
+        if k.startswith("whisper"):
             from mlsan.voice_features import POOLING, pool_states
 
             off = data["offsets"]
@@ -386,7 +395,8 @@ def fixed_rule_curve(
 
 
 def main() -> None:
-    """python -m mlsan.ravdess extract DATA [kind ...] | candidates DATA [kind ...]"""
+    """python -m mlsan.ravdess extract DATA [kind ...] | candidates DATA [kind ...] |
+    fixed-rule DATA [test|dev] | farfield DATA"""
     import sys
 
     cmd = sys.argv[1] if len(sys.argv) > 1 else "extract"
@@ -409,9 +419,45 @@ def main() -> None:
             keep = st.actors <= 20
             curve = fixed_rule_curve(st.x[keep], st.labels[keep], st.actors[keep], (17, 18, 19, 20))
         print(json.dumps({"pooling": POOLING, "actors": which, "weighted_f1_by_k": curve}))
+    elif cmd == "farfield":  # farfield DATA: studio-trained vs studio+far-trained, both tested
+        print(json.dumps(farfield_report(root)))
     else:
         rows = candidate_report(root, kinds, POOLINGS_TRIED)
         print(json.dumps(rows))
+
+
+def farfield_report(root, c: float = 0.1) -> list[dict]:
+    """Logistic regression on the Whisper feature, trained on actors 1-20's studio clips or on
+    studio + far-field copies, scored on actors 21-24's studio clips and their far-field copies
+    (weighted F1, and how often each class is predicted: the far-field collapse shows there)."""
+    from sklearn.linear_model import LogisticRegression
+
+    studio, far = voice_store(root, "whisper"), voice_store(root, "whisper-farfield")
+    te = np.isin(studio.actors, TEST_ACTORS)
+    sets = {
+        "studio": (studio.x[~te], studio.labels[~te]),
+        "studio+farfield": (
+            np.concatenate([studio.x[~te], far.x[~te]]),
+            np.concatenate([studio.labels[~te], far.labels[~te]]),
+        ),
+    }
+    rows = []
+    for name, (x, y) in sets.items():
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        clf = LogisticRegression(C=c, max_iter=3000, random_state=0).fit((x - mu) / sd, y)
+        for test_name, xt in (("studio", studio.x[te]), ("farfield", far.x[te])):
+            pred = clf.predict((xt - mu) / sd)
+            rows.append(
+                {
+                    "trained_on": name,
+                    "tested_on": test_name,
+                    "weighted_f1": wf1(studio.labels[te], pred),
+                    "predicted": dict(
+                        zip(RAVDESS_LABELS, np.bincount(pred, minlength=8).tolist(), strict=True)
+                    ),
+                }
+            )
+    return rows
 
 
 POOLINGS_TRIED = ("mean", "meanstd", "meanstdmax", "meanstd_halves")

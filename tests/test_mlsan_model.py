@@ -188,3 +188,28 @@ def test_forward_exports_to_onnx_with_dynamic_batch_and_context(tmp_path):
     ref_logits, ref_gate = model(**x)
     np.testing.assert_allclose(logits, ref_logits.detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(gate, ref_gate.detach().numpy(), atol=1e-6)
+
+
+def test_ensemble_predicts_the_members_mean_probability_and_round_trips(tmp_path):
+    from mlsan.checkpoint import load_checkpoint, save_checkpoint
+    from mlsan.model import MLSANEnsemble
+
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(MLSAN(MLSANConfig(**SMALL)).eval())
+    ensemble = MLSANEnsemble.from_members(members)
+    x = _inputs()
+    with torch.no_grad():
+        log_p, gate = ensemble(**x)
+        outs = [m(**x) for m in members]
+    mean_p = torch.stack([torch.softmax(lg, -1) for lg, _ in outs]).mean(0)
+    torch.testing.assert_close(torch.softmax(log_p, -1), mean_p)
+    torch.testing.assert_close(gate, torch.stack([g for _, g in outs]).mean(0))
+    assert not torch.allclose(outs[0][0], outs[1][0])  # two different members
+    path = tmp_path / "ens.pt"
+    save_checkpoint(path, ensemble, ensemble.config)
+    loaded = load_checkpoint(path)
+    assert isinstance(loaded.model, MLSANEnsemble) and loaded.config.ensemble_members == 2
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(**x)[0], log_p)

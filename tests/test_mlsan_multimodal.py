@@ -248,13 +248,17 @@ def test_mlsan_train_and_ablate_cli_on_a_real_slice(tmp_path, ravdess, shared_da
         "--steps-per-epoch", "2", "--epochs", "1",
     ]  # fmt: skip
     out = tmp_path / "mm.pt"
-    assert train_main([*small, "--out", str(out), "--quiet", "--json"]) == 0
+    # the shipped recipe's switches: far-field copies and a 2-member ensemble
+    cmd = [*small, "--farfield", "--ensemble", "2", "--out", str(out), "--quiet", "--json"]
+    assert train_main(cmd) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert "ravdess_k8" in summary["test"]
+    assert {"ravdess_k8", "ravdess_far_k8"} <= set(summary["test"])
     loaded = load_checkpoint(out)
     assert loaded.config.speaker_source == "enroll" and "audio" in loaded.trained_modalities
+    assert loaded.config.ensemble_members == 2 and len(loaded.model.members) == 2
     meta = json.loads(out.with_suffix(".json").read_text())
     assert "CC BY-NC-SA 4.0" in meta["licence"] and "GPL-3.0" in meta["licence"]
+    assert "far-field" in " ".join(meta["data"]) and len(meta["dev"]["members"]) == 2
     res = tmp_path / "abl.json"
     code = ablate_main(
         ["--seeds", "0", "--variants", "full", "no-speaker", "--results", str(res), *small]
@@ -266,7 +270,8 @@ def test_mlsan_train_and_ablate_cli_on_a_real_slice(tmp_path, ravdess, shared_da
 
 
 def test_mlsan_eval_ravdess_on_the_shipped_checkpoint(ravdess):
-    """The README's K=0 claim (speaker-independent, actors 21-24): weighted F1 >= 72."""
+    """The README's K=0 claim for the shipped ensemble (speaker-independent, actors 21-24,
+    studio clips): weighted F1 >= 69 (69.29)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -287,12 +292,17 @@ def test_mlsan_eval_ravdess_on_the_shipped_checkpoint(ravdess):
         "neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"
     ]  # fmt: skip
     assert set(result["per_class"]) == set(result["classes"]) and "21-24" in result["protocol"]
-    assert result["weighted_f1"] >= 72.0 and result["n"] == 240
+    assert result["weighted_f1"] >= 69.0 and result["n"] == 240
+    assert result["condition"] == "studio"
     bad = subprocess.run(
         [*cmd, "--enroll", "40"], cwd=repo, capture_output=True, text=True, timeout=120
     )
     assert bad.returncode != 0 and bad.stderr.startswith("mlsan-eval: error:")
     assert bad.stderr.count("\n") == 1
+    both = subprocess.run(
+        [*cmd, "--farfield", "--folds", "4"], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert both.returncode != 0 and "--farfield" in both.stderr and both.stderr.count("\n") == 1
 
 
 def test_face_from_another_encoder_is_masked_not_misread(tmp_path):
