@@ -158,14 +158,33 @@ def face_encoder_mismatch(info: ModelInfo) -> str | None:
     try:
         from mlsan.registry import default_registry, file_sha256
 
-        live = file_sha256(default_registry().resolve("face_expression").path)
+        onnx = default_registry().resolve("face_expression").path
+        live = file_sha256(onnx)
     except Exception as exc:  # noqa: BLE001 - no such model in this registry / not installed
         return f"no face-expression encoder to check ({type(exc).__name__})"
-    if live != info.face_encoder_sha256:
-        return (
-            f"the face encoder ({live[:12]}) is not the one the checkpoint was trained on "
-            f"({info.face_encoder_sha256[:12]}); fix: retrain with mlsan-train --face on its npz"
-        )
+    if info.face_encoder_sha256 in (live, exported_from(onnx, live)):
+        return None
+    return (
+        f"the face encoder ({live[:12]}) is not the one the checkpoint was trained on "
+        f"({info.face_encoder_sha256[:12]}); fix: retrain with mlsan-train --face on its npz"
+    )
+
+
+def exported_from(onnx: Path, onnx_sha256: str) -> str | None:
+    """The torch checkpoint's sha256 an encoder ONNX was exported from, read from the sidecar
+    written at export (``face_expression.json``: ``onnx_sha256`` -> ``checkpoint_sha256``).
+
+    Training embeddings carry the torch checkpoint's digest (``mlsan.fer2013 features``) while
+    the app runs its ONNX export: the sidecar ties the two, only when it describes this very
+    ONNX file."""
+    import json
+
+    try:
+        meta = json.loads(onnx.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(meta, dict) and meta.get("onnx_sha256") == onnx_sha256:
+        return meta.get("checkpoint_sha256")
     return None
 
 

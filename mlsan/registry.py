@@ -152,10 +152,11 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
     ),
     ModelSpec(
         name="mlsan",
-        # Multimodal (MELD text + RAVDESS voice): NON-COMMERCIAL (RAVDESS CC BY-NC-SA 4.0), see
+        # Multimodal (MELD text, RAVDESS voice, FER2013 faces): NON-COMMERCIAL (RAVDESS CC BY-NC-SA
+        # 4.0; FER2013 research use), see
         # mlsan/checkpoints/mlsan_multimodal.json; the text-only mlsan_meld.pt stays beside it.
-        role="ML-SAN emotion model (text+voice, 3-model ensemble; MELD GPL-3.0, RAVDESS CC "
-        "BY-NC-SA: non-commercial)",
+        role="ML-SAN emotion model (text+voice+face, 3-model ensemble; MELD GPL-3.0, RAVDESS "
+        "CC BY-NC-SA: non-commercial; FER2013: research use)",
         artifact="mlsan_multimodal.pt",
         package="mlsan",
         package_relpath="checkpoints/mlsan_multimodal.pt",

@@ -307,6 +307,12 @@ def test_video_replay_looks_at_every_frame_and_reports_faces(checkpoint, labels)
         faces_of.setdefault(r["speaker"], set()).add(r["face_track"])
     assert len(faces_of) == 2 and all(len(f) == 1 for f in faces_of.values()), faces_of
     assert len(set.union(*faces_of.values())) == 2, faces_of
+    from edge_app.emotion_features import ModelInfo
+
+    if "visual" in ModelInfo.from_checkpoint(checkpoint).trained_modalities:
+        # a model trained on faces uses the bound face: trusted, not masked
+        seen = [r for r in bound if "face" not in r["masked"]]
+        assert len(seen) >= len(bound) - 1 and all(r["trust"]["face"] > 0.05 for r in seen), utts
 
 
 def test_gallery_that_cannot_be_saved_is_reported_in_the_summary(wav, checkpoint, tmp_path):

@@ -317,3 +317,16 @@ def test_face_from_another_encoder_is_masked_not_misread(tmp_path):
     assert (
         face_encoder_mismatch(ModelInfo(**{**info.__dict__, "face_encoder_sha256": None})) is None
     )
+
+
+def test_shipped_checkpoint_accepts_the_shipped_face_encoder():
+    """Its training embeddings name the face encoder's torch checkpoint; the app runs that
+    checkpoint's ONNX export: the export's sidecar ties the two, so faces are used, not masked."""
+    from edge_app.emotion_features import ModelInfo, face_encoder_mismatch
+    from mlsan.registry import default_registry
+
+    info = ModelInfo.from_checkpoint(default_registry().resolve("mlsan").path)
+    if "visual" not in info.trained_modalities:
+        pytest.skip("the default checkpoint was not trained on faces")
+    assert info.visual_feature == "face-expression" and info.face_encoder_sha256
+    assert face_encoder_mismatch(info) is None
