@@ -60,17 +60,38 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def run_config(name: str, audio: Path, context: int) -> dict:
+    from dataclasses import replace
+
     from rich.console import Console
 
+    from edge_app.audio.offline import AudioPipelineOptions
     from edge_app.live_pipeline import LiveOptions, LivePipeline
     from edge_app.ui import TerminalUI
 
     backend_key, *knobs = name.split("-")
     seg, asr_threads = 10.0, 2
     model_paths: tuple[tuple[str, str], ...] = ()
+    audio_opts = AudioPipelineOptions()
     for knob in knobs:
         if knob == "text":
             model_paths = (("mlsan", str(REPO / "mlsan" / "checkpoints" / "mlsan_meld.pt")),)
+            continue
+        if knob == "look25":  # the speech detection before the late change cut (issue 12)
+            audio_opts = replace(
+                audio_opts,
+                segmentation=replace(
+                    audio_opts.segmentation,
+                    lookahead_s=0.25,
+                    change_context_s=0.25,
+                    change_recheck_s=0,
+                ),
+            )
+            continue
+        if knob.startswith("recheck"):  # judge speaker changes again up to N s of context
+            audio_opts = replace(
+                audio_opts,
+                segmentation=replace(audio_opts.segmentation, change_recheck_s=float(knob[7:])),
+            )
             continue
         if knob.startswith("seg"):
             seg = float(knob[3:])
@@ -89,6 +110,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         max_segment_s=seg,
         asr_threads=asr_threads,
         model_paths=model_paths,
+        audio_options=audio_opts,
     )
     pipe = LivePipeline(options)
     t_load = time.monotonic()
