@@ -26,7 +26,10 @@ torch), the VAD's maximum segment length N seconds (default 10 as in the app; a 
 ends inside a longer stretch of speech waits for the cut)
 and the speech recogniser's CPU threads K (default 2; 1 leaves a core to the voice stage);
 ``-text`` runs the text-only checkpoint (``mlsan_meld.pt``) instead of the default multimodal
-one (voice features from the ASR's encoder pass), to show what voice costs.
+one (voice features from the ASR's encoder pass), to show what voice costs; ``-look25`` the
+speech detection before issue 12's change (0.25 s look-ahead, speaker changes judged with it);
+``-recheckS`` judges speaker changes again until they have S seconds of right context
+(``SegmentationOptions.change_recheck_s``).
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
 ``load_avg_1m_before`` is recorded because the CPU may be shared with other work.
 """
