@@ -78,3 +78,26 @@ def test_streaming_vad_with_delayed_scores_keeps_the_timeline(model, shared_data
 def test_bad_window_is_one_line_error():
     with pytest.raises(VadError, match="out of range"):
         SegmentationVad(SegmentationOptions(context_s=30.0))
+
+
+def test_speaker_changes_are_judged_with_their_own_right_context(model, shared_data):
+    # Each change comes once the model has heard change_context_s after it (so it may be a
+    # frame whose speech score was returned earlier: the state machine cuts back there), each
+    # frame at most once; the sample's turn changes without a pause are found.
+    from edge_app.audio.sources import load_audio
+
+    audio = load_audio(shared_data / "diarization" / "sample.wav")
+    model.reset()
+    ctx = int(round(model.options.change_context_s * SAMPLE_RATE / FRAME))
+    n = len(audio) // FRAME
+    w = audio[: n * FRAME].reshape(n, FRAME)
+    found = []
+    for i in range(n):
+        model.probabilities(w[i : i + 1])
+        for f in model.take_changes():
+            assert f + ctx <= i + 1  # never before its right context has arrived
+            found.append(f)
+    assert found == sorted(set(found))
+    t = (np.array(found) + 0.5) * FRAME / SAMPLE_RATE
+    # Reference: speaker91 -> speaker90 at 10.57-11.03 (overlap), 90 -> 91 at 14.49-14.7.
+    assert any(10.5 <= x <= 11.2 for x in t) and any(14.4 <= x <= 14.9 for x in t)
