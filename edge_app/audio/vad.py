@@ -24,7 +24,11 @@ API::
   Speaker-change cut (``change_min_s``, 1 s by default; only models that report changes, i.e.
   ``SegmentationVad.take_changes``): a segment that has lasted ``change_min_s`` ends where
   another voice takes over, and the next one starts there (no pause needed, no padding), so a
-  turn that ends while the other person talks is reported at once, not at the 6-s cut.
+  turn that ends while the other person talks is reported as soon as the change is known, not
+  at the 6-s cut. The model knows a change only some time after it (it needs to hear the new
+  voice), so a change may name a frame already pushed: ``VadStateMachine.cut(frame)`` then ends
+  the open segment back at that frame (``StreamingVad`` routes each change to ``cut`` or to the
+  frame's ``push``).
   Optional adaptive cut (``long_after_s``, off by default): once the open segment has lasted
   that long, a dip of ``long_min_silence_s`` below ``long_neg_threshold`` ends it like a pause.
 - ``StreamingVad`` buffers only the audio the open segment (and padding) needs.
