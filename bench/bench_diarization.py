@@ -13,7 +13,10 @@ thresholds). ``new`` is scored twice: ``diarize`` (ids resolved after later merg
 Per file and pooled (AMI: time-weighted over the ten files; sample alone): DER with no collar
 and with a 0.25 s collar (pyannote.metrics ``collar=0.25``, i.e. +-0.125 s around reference
 boundaries), missed / false alarm / confusion seconds, speakers found vs true, and CPU seconds
-(process time) per audio second of VAD + voice + diarizer (ASR excluded; see bench_live.py).
+(process time) per audio second of VAD + voice + diarizer (ASR excluded; see bench_live.py),
+and ``turn_wait_media_s``: media seconds from each turn's end to the moment the speech detection
+hands its segment on (median, p95, max; AMI and sample), the part of the live latency that does
+not depend on the CPU's speed (bench_live.py measures the whole).
 
 HONESTY: the new defaults were chosen on these same eleven files (there is no other labelled
 meeting audio here). ``--halves`` shows how much that matters: for each of the three tuned
@@ -106,21 +109,62 @@ def pooled(rows: list[dict]) -> dict:
     return out
 
 
+def _wait_stats(waits: list[float]) -> dict:
+    import numpy as np
+
+    if not waits:
+        return {"median": None, "p95": None, "max": None, "n": 0}
+    w = np.asarray(waits)
+    return {
+        "median": round(float(np.median(w)), 3),
+        "p95": round(float(np.percentile(w, 95)), 3),
+        "max": round(float(w.max()), 3),
+        "n": int(w.size),
+    }
+
+
+def turn_waits(r) -> tuple[list[float], int]:
+    """Media seconds from each diarizer turn's end to the VAD's emission of its segment (turns
+    emitted at the end of the stream left out), and how many turns ended inside their segment
+    (> 0.05 s before its end). This is the part of the live latency the speech detection adds,
+    before recognition and the emotion model; it does not depend on the CPU's speed."""
+    ends = {s.segment_id: s.t_end for s in r.segments}
+    waits, inside = [], 0
+    for t in r.turns:
+        at = r.emitted_at.get(t.segment_id)
+        if at is None:
+            continue
+        waits.append(at - t.t_end)
+        inside += ends[t.segment_id] - t.t_end > 0.05
+    return waits, inside
+
+
 def run_pipeline(stages: AudioStages, refs, uris, modes=("diarize",)) -> dict:
     files: dict[str, dict] = {m: {} for m in modes}
     cpu = audio = 0.0
+    waits: dict[str, list[float]] = {"ami": [], "sample": []}
+    inside = {"ami": 0, "sample": 0}
     for uri in uris:
         c0 = time.process_time()
         r = process_file(wav_of(uri), stages, resolve_merged=True)
         cpu += time.process_time() - c0
         audio += r.duration
+        w, n_in = turn_waits(r)
+        key = "sample" if uri == "sample" else "ami"
+        waits[key] += w
+        inside[key] += n_in
         files["diarize"][uri] = (
             score(refs[uri], r.all_turns, r.duration) if "diarize" in modes else None
         )
         if "live" in modes:
             live = process_file(wav_of(uri), stages, resolve_merged=False)
             files["live"][uri] = score(refs[uri], live.all_turns, live.duration)
-    out = {"cpu_s_per_audio_s": round(cpu / max(audio, 1e-9), 4)}
+    out = {
+        "cpu_s_per_audio_s": round(cpu / max(audio, 1e-9), 4),
+        "turn_wait_media_s": {
+            k: {**_wait_stats(waits[k]), "ended_inside_segment": inside[k]} for k in waits
+        },
+    }
     for m in modes:
         ami = [files[m][u] for u in uris if u != "sample"]
         out[m] = {

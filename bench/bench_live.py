@@ -26,7 +26,10 @@ torch), the VAD's maximum segment length N seconds (default 10 as in the app; a 
 ends inside a longer stretch of speech waits for the cut)
 and the speech recogniser's CPU threads K (default 2; 1 leaves a core to the voice stage);
 ``-text`` runs the text-only checkpoint (``mlsan_meld.pt``) instead of the default multimodal
-one (voice features from the ASR's encoder pass), to show what voice costs.
+one (voice features from the ASR's encoder pass), to show what voice costs; ``-look25`` the
+speech detection before issue 12's change (0.25 s look-ahead, speaker changes judged with it);
+``-recheckS`` judges speaker changes again until they have S seconds of right context
+(``SegmentationOptions.change_recheck_s``).
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
 ``load_avg_1m_before`` is recorded because the CPU may be shared with other work.
 """
@@ -60,17 +63,38 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def run_config(name: str, audio: Path, context: int) -> dict:
+    from dataclasses import replace
+
     from rich.console import Console
 
+    from edge_app.audio.offline import AudioPipelineOptions
     from edge_app.live_pipeline import LiveOptions, LivePipeline
     from edge_app.ui import TerminalUI
 
     backend_key, *knobs = name.split("-")
     seg, asr_threads = 10.0, 2
     model_paths: tuple[tuple[str, str], ...] = ()
+    audio_opts = AudioPipelineOptions()
     for knob in knobs:
         if knob == "text":
             model_paths = (("mlsan", str(REPO / "mlsan" / "checkpoints" / "mlsan_meld.pt")),)
+            continue
+        if knob == "look25":  # the speech detection before the late change cut (issue 12)
+            audio_opts = replace(
+                audio_opts,
+                segmentation=replace(
+                    audio_opts.segmentation,
+                    lookahead_s=0.25,
+                    change_context_s=0.25,
+                    change_recheck_s=0,
+                ),
+            )
+            continue
+        if knob.startswith("recheck"):  # judge speaker changes again up to N s of context
+            audio_opts = replace(
+                audio_opts,
+                segmentation=replace(audio_opts.segmentation, change_recheck_s=float(knob[7:])),
+            )
             continue
         if knob.startswith("seg"):
             seg = float(knob[3:])
@@ -89,6 +113,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         max_segment_s=seg,
         asr_threads=asr_threads,
         model_paths=model_paths,
+        audio_options=audio_opts,
     )
     pipe = LivePipeline(options)
     t_load = time.monotonic()

@@ -84,6 +84,8 @@ class LiveOptions:
     max_segment_s: float = 6.0
     asr_threads: int = 2
     debug: bool = False
+    # audio.offline.AudioPipelineOptions; None: the defaults (bench_live compares variants)
+    audio_options: object | None = None
 
 
 class ArrivalLog:
@@ -449,7 +451,7 @@ class LivePipeline:
         # The same stages and defaults as `mlsan-live diarize` (audio.offline); only the
         # segment cut is a flag here. The gallery before the heavy models: a corrupt one, or one
         # made with another voice model, fails at once (it is never overwritten).
-        audio_opts = AudioPipelineOptions()
+        audio_opts = opts.audio_options or AudioPipelineOptions()
         audio_opts = _replace(
             audio_opts,
             vad=_replace(audio_opts.vad, max_segment_s=opts.max_segment_s),

@@ -204,3 +204,72 @@ def test_speaker_change_cuts_a_segment_without_a_pause():
     a, b = cut(change_min_s=1.0)
     assert a.end == b.start == at and not a.truncated
     assert len(cut(change_min_s=None)) == 1
+
+
+def test_late_change_cuts_back_to_where_the_voice_changed():
+    # The frame model hears that another voice took over at 2.0 s only later (it needs right
+    # context); the open segment is cut back there, and no pause is needed. A late change
+    # inside change_min_s of the segment, or after a pause began, cuts nothing.
+    sm = VadStateMachine(VadOptions(**OPTS))
+    probs = seq((0.0, 0.5), (0.9, 3.0))
+    out = []
+    for p in probs:
+        out += sm.push(p)
+    at = frames(0.5) + frames(1.5)
+    assert sm.cut(frames(0.5) + frames(0.3)) == []  # too early in the segment
+    (a,) = sm.cut(at)
+    assert (a.end, a.truncated) == (at, False)
+    assert sm.cut(at + 3) == []  # the new segment is only 3 frames old
+    out += sm.push(0.0) + [fs for p in seq((0.0, 1.0)) for fs in sm.push(p)]
+    (b,) = out
+    assert b.start == at and b.end == len(probs) + frames(0.1)  # on to the pause (+ pad)
+
+
+class _LateChangeModel:
+    """A fake frame model: every frame is speech, scored at once; the change of voice at frame
+    ``change`` is reported only once ``context`` frames after it have arrived."""
+
+    def __init__(self, change: int, context: int) -> None:
+        self.change, self.context = change, context
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = 0
+        self.reported = False
+
+    def probabilities(self, windows):
+        self.n += len(windows)
+        return np.full(len(windows), 0.9, np.float32)
+
+    def take_changes(self) -> list[int]:
+        if not self.reported and self.n >= self.change + self.context:
+            self.reported = True
+            return [self.change]
+        return []
+
+    def flush(self):
+        return np.zeros(0, np.float32)
+
+
+def test_turn_ending_inside_continuous_speech_is_emitted_at_its_own_end():
+    # 8 s of continuous speech, the voice changes at 2.0 s, the model knows 0.5 s later: the
+    # first turn is emitted by 2.0 + 0.5 s of stream (plus one 0.1-s chunk), not at the 6-s cut.
+    from edge_app.audio.vad import StreamingVad
+
+    change_s, context_s = 2.0, 0.5
+    vad = StreamingVad(
+        VadOptions(**{**OPTS, "max_segment_s": 6.0}),
+        _LateChangeModel(frames(change_s), frames(context_s)),
+    )
+    chunk = SAMPLE_RATE // 10
+    audio = np.zeros(8 * SAMPLE_RATE, np.float32)
+    emitted = []
+    for i in range(0, len(audio), chunk):
+        now = (i + chunk) / SAMPLE_RATE
+        emitted += [
+            (now, s) for s in vad.process(AudioChunk(i / SAMPLE_RATE, audio[i : i + chunk]))
+        ]
+    (now, first), *rest = emitted
+    assert abs(first.t_end - change_s) <= F
+    assert now - first.t_end <= context_s + 0.1 + F
+    assert rest and abs(rest[0][1].t_start - first.t_end) < 1e-9  # contiguous, nothing lost

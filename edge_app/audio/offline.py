@@ -135,6 +135,10 @@ class FileResult:
     # Second-speaker turns in overlapped speech (speakers.SpeakerStage); ``turns`` are the
     # diarizer's own turns (time order, disjoint). An RTTM / the live run carry both.
     overlaps: tuple[SpeakerTurn, ...] = ()
+    # segment_id -> media time (s) at which the VAD emitted the segment: the end of the audio
+    # chunk that completed it (None: at the end of the stream). A turn's ``emitted - t_end`` is
+    # the wait the speech detection adds to the live latency (bench_diarization "turn_wait").
+    emitted_at: dict[int, float | None] = field(default_factory=dict)
 
     @property
     def all_turns(self) -> tuple[SpeakerTurn, ...]:
@@ -162,10 +166,12 @@ def process_file(
     turns: list[SpeakerTurn] = []
     transcripts: list[Transcript] = []
     overlaps: list[SpeakerTurn] = []
+    emitted_at: dict[int, float | None] = {}
 
-    def handle(segs: list[SpeechSegment]) -> None:
+    def handle(segs: list[SpeechSegment], now: float | None) -> None:
         for seg in segs:
             segments.append(seg)
+            emitted_at[seg.segment_id] = now
             main, extra = speaker.process_split(seg)
             turns.extend(main)
             overlaps.extend(extra)
@@ -173,8 +179,8 @@ def process_file(
                 transcripts.append(stages.asr.transcribe(seg))
 
     for chunk in source.chunks(stop):
-        handle(vad.process(chunk))
-    handle(vad.flush())
+        handle(vad.process(chunk), chunk.t_end)
+    handle(vad.flush(), None)
 
     # Ids may have been merged after a turn was emitted: report the surviving ids.
     def resolved(items: list[SpeakerTurn]) -> tuple[SpeakerTurn, ...]:
@@ -194,6 +200,7 @@ def process_file(
         transcripts=tuple(transcripts),
         diarizer=diarizer,
         overlaps=resolved(overlaps),
+        emitted_at=emitted_at,
     )
 
 

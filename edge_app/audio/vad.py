@@ -24,7 +24,11 @@ API::
   Speaker-change cut (``change_min_s``, 1 s by default; only models that report changes, i.e.
   ``SegmentationVad.take_changes``): a segment that has lasted ``change_min_s`` ends where
   another voice takes over, and the next one starts there (no pause needed, no padding), so a
-  turn that ends while the other person talks is reported at once, not at the 6-s cut.
+  turn that ends while the other person talks is reported as soon as the change is known, not
+  at the 6-s cut. The model knows a change only some time after it (it needs to hear the new
+  voice), so a change may name a frame already pushed: ``VadStateMachine.cut(frame)`` then ends
+  the open segment back at that frame (``StreamingVad`` routes each change to ``cut`` or to the
+  frame's ``push``).
   Optional adaptive cut (``long_after_s``, off by default): once the open segment has lasted
   that long, a dip of ``long_min_silence_s`` below ``long_neg_threshold`` ends it like a pause.
 - ``StreamingVad`` buffers only the audio the open segment (and padding) needs.
@@ -239,6 +243,25 @@ class VadStateMachine:
             self.dip_start = None
         return out
 
+    def cut(self, frame: int) -> list[FrameSegment]:
+        """A speaker change found late (the frame model needed right context to hear the new
+        voice) at ``frame``, already pushed: the open segment ends there and speech goes on in a
+        new one from there, as ``push(change=True)`` would have done at that frame. Ignored
+        unless the open segment had lasted ``change_min_s`` by then and no pause had begun."""
+        if (
+            not self.in_speech
+            or self.min_change is None
+            or not self.pad_start + self.min_change <= frame < self.n
+            or (self.pause_start is not None and self.pause_start <= frame)
+        ):
+            return []
+        pause, dip = self.pause_start, self.dip_start  # both after ``frame``: they stay open
+        out = [FrameSegment(f.start, f.end, False) for f in self._close(frame, truncated=True)]
+        self.in_speech = True
+        self.start = self.pad_start = frame
+        self.pause_start, self.dip_start = pause, dip
+        return out
+
     def flush(self) -> list[FrameSegment]:
         """End of stream: close the open segment (padding clipped to what was seen)."""
         out: list[FrameSegment] = []
@@ -317,6 +340,7 @@ class StreamingVad:
         self._next_id = 0
         self._n_samples = 0  # real samples received (dropped ones count: zeros stand in)
         self.probs: list[float] = []  # every frame's probability (diagnostics, bench)
+        self._changes: set[int] = set()  # speaker-change frames reported before being pushed
 
     def overlap(self, t_start: float, t_end: float) -> tuple[float, np.ndarray]:
         """p(overlapped speech) per 32-ms frame over [t_start, t_end): (time of the first
@@ -373,11 +397,17 @@ class StreamingVad:
 
     def _push(self, probs) -> list[SpeechSegment]:
         self.probs.extend(float(p) for p in probs)
-        take = getattr(self.model, "take_changes", None)
-        changes = take() if take is not None else np.zeros(len(probs), bool)
         out: list[SpeechSegment] = []
-        for p, c in zip(probs, changes, strict=True):
-            for fs in self.machine.push(float(p), bool(c)):
+        take = getattr(self.model, "take_changes", None)
+        for frame in take() if take is not None else ():
+            if frame < self.machine.n:  # found late: cut the open segment back there
+                out += [self._segment(fs) for fs in self.machine.cut(frame)]
+            else:
+                self._changes.add(frame)
+        for p in probs:
+            change = self.machine.n in self._changes
+            self._changes.discard(self.machine.n)
+            for fs in self.machine.push(float(p), change):
                 out.append(self._segment(fs))
         return out
 
