@@ -65,40 +65,25 @@ def segments_of(path: Path, opts: AudioPipelineOptions, model: SileroVad):
 
 
 def read_rttm(path: Path, shift: float = 0.0):
-    from pyannote.core import Annotation, Segment
+    """The reference turns of the one recording an RTTM file describes."""
+    from edge_app.audio.scoring import read_rttm as read_all
 
-    ref = Annotation()
-    for line in path.read_text().splitlines():
-        f = line.split()
-        if f and f[0] == "SPEAKER":
-            t0 = float(f[3]) + shift
-            ref[Segment(t0, t0 + float(f[4]))] = f[7]
+    (ref,) = read_all(path, shift).values()
     return ref
 
 
 def der(path: Path, ref, stages: AudioStages, resolve_merged: bool = True) -> dict:
     """DER of one file (pyannote.metrics), no collar and 0.25 s collar, with its parts."""
-    from pyannote.core import Annotation, Segment, Timeline
-    from pyannote.metrics.diarization import DiarizationErrorRate
+    from pyannote.core import Annotation
+
+    from edge_app.audio.scoring import der_parts, rounded
 
     if not isinstance(ref, Annotation):
         ref = read_rttm(ref)
     r = process_file(path, stages, resolve_merged=resolve_merged)
-    hyp = Annotation()
-    for t in r.turns:
-        hyp[Segment(t.t_start, t.t_end)] = t.speaker_id
-    uem = Timeline([Segment(0.0, r.duration)])
     out = {"speakers_found": len({t.speaker_id for t in r.turns})}
     for collar in (0.0, 0.25):
-        d = DiarizationErrorRate(collar=collar)(ref, hyp, uem=uem, detailed=True)
-        key = f"collar_{collar}"
-        out[key] = {
-            "der": round(d["diarization error rate"], 4),
-            "missed_s": round(d["missed detection"], 3),
-            "false_alarm_s": round(d["false alarm"], 3),
-            "confusion_s": round(d["confusion"], 3),
-            "scored_s": round(d["total"], 3),
-        }
+        out[f"collar_{collar}"] = rounded(der_parts(ref, r.turns, r.duration, collar))
     return out
 
 

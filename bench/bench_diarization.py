@@ -36,7 +36,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -49,6 +48,12 @@ from edge_app.audio.offline import (  # noqa: E402
     AudioStages,
     process_file,
 )
+from edge_app.audio.scoring import (  # noqa: E402
+    der_parts,
+    majority_person,
+    read_rttm,
+    rounded,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "diarization"
@@ -57,17 +62,8 @@ HALF_A, HALF_B = AMI[:5], AMI[5:]
 
 
 def load_refs() -> dict:
-    from pyannote.core import Annotation, Segment
-
-    refs: dict[str, Annotation] = {}
-    for uri, path in (("ami", DATA / "ami" / "train.rttm"), ("sample", DATA / "sample.rttm")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            f = line.split()
-            if f and f[0] == "SPEAKER":
-                key = f[1] if uri == "ami" else "sample"
-                t0 = float(f[3])
-                refs.setdefault(key, Annotation(uri=key))[Segment(t0, t0 + float(f[4]))] = f[7]
-    return refs
+    """{uri: reference Annotation} for the ten AMI excerpts and the sample."""
+    return read_rttm(DATA / "ami" / "train.rttm") | read_rttm(DATA / "sample.rttm")
 
 
 def wav_of(uri: str) -> Path:
@@ -75,24 +71,12 @@ def wav_of(uri: str) -> Path:
 
 
 def score(ref, turns, duration: float) -> dict:
-    from pyannote.core import Annotation, Segment, Timeline
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
-    hyp = Annotation()
-    for t in turns:
-        if t.t_end > t.t_start:
-            hyp[Segment(t.t_start, t.t_end)] = t.speaker_id
-    uem = Timeline([Segment(0.0, duration)])
-    out = {"speakers_found": len(hyp.labels()), "speakers_true": len(ref.labels())}
+    out = {
+        "speakers_found": len({t.speaker_id for t in turns if t.t_end > t.t_start}),
+        "speakers_true": len(ref.labels()),
+    }
     for collar in (0.0, 0.25):
-        d = DiarizationErrorRate(collar=collar)(ref, hyp, uem=uem, detailed=True)
-        out[f"collar_{collar}"] = {
-            "der": round(d["diarization error rate"], 4),
-            "missed_s": round(d["missed detection"], 3),
-            "false_alarm_s": round(d["false alarm"], 3),
-            "confusion_s": round(d["confusion"], 3),
-            "scored_s": round(d["total"], 3),
-        }
+        out[f"collar_{collar}"] = rounded(der_parts(ref, turns, duration, collar))
     return out
 
 
@@ -226,13 +210,7 @@ def halves(refs) -> dict:
 
 def gallery_check(refs) -> dict:
     def people(uri, turns):
-        c: dict[str, Counter] = defaultdict(Counter)
-        for t in turns:
-            for seg, _, who in refs[uri].itertracks(yield_label=True):
-                ov = min(seg.end, t.t_end) - max(seg.start, t.t_start)
-                if ov > 0:
-                    c[t.speaker_id][who] += ov
-        return {sid: cnt.most_common(1)[0][0] for sid, cnt in c.items()}
+        return majority_person(refs[uri], turns)
 
     stages = AudioStages.load(AudioPipelineOptions())
     with tempfile.TemporaryDirectory() as tmp:

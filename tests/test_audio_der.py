@@ -7,8 +7,6 @@ here); bench/bench_diarization.py --halves shows the tune-on-one-half / score-on
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-
 import pytest
 
 from edge_app.audio.offline import AudioPipelineOptions, AudioStages, process_file
@@ -22,19 +20,10 @@ SAMPLE_DER = {"diarize": 0.11, "live": 0.11}  # measured 0.1051 both
 
 
 def load_refs(shared_data):
-    from pyannote.core import Annotation, Segment
+    from edge_app.audio.scoring import read_rttm
 
-    refs = {}
-    for path in (
-        shared_data / "diarization" / "ami" / "train.rttm",
-        shared_data / "diarization" / "sample.rttm",
-    ):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            f = line.split()
-            key = "sample" if path.name == "sample.rttm" else f[1]
-            t0 = float(f[3])
-            refs.setdefault(key, Annotation(uri=key))[Segment(t0, t0 + float(f[4]))] = f[7]
-    return refs
+    d = shared_data / "diarization"
+    return read_rttm(d / "ami" / "train.rttm") | read_rttm(d / "sample.rttm")
 
 
 def wav(shared_data, uri):
@@ -53,8 +42,7 @@ def stages():
 @pytest.fixture(scope="module")
 def scored(stages, shared_data):
     """{mode: {uri: (error seconds, scored seconds)}} with no collar."""
-    from pyannote.core import Annotation, Segment, Timeline
-    from pyannote.metrics.diarization import DiarizationErrorRate
+    from edge_app.audio.scoring import der_parts
 
     refs = load_refs(shared_data)
     out = {"diarize": {}, "live": {}}
@@ -62,15 +50,9 @@ def scored(stages, shared_data):
         # One run: the live labels are the turns as emitted; `diarize` resolves merged ids.
         r = process_file(wav(shared_data, uri), stages, resolve_merged=False)
         for mode in ("diarize", "live"):
-            hyp = Annotation()
-            for t in r.all_turns:
-                sid = r.diarizer.resolve(t.speaker_id) if mode == "diarize" else t.speaker_id
-                hyp[Segment(t.t_start, t.t_end)] = sid
-            d = DiarizationErrorRate(collar=0.0)(
-                refs[uri], hyp, uem=Timeline([Segment(0, r.duration)]), detailed=True
-            )
-            err = d["missed detection"] + d["false alarm"] + d["confusion"]
-            out[mode][uri] = (err, d["total"])
+            resolve = r.diarizer.resolve if mode == "diarize" else None
+            d = der_parts(refs[uri], r.all_turns, r.duration, rename=resolve)
+            out[mode][uri] = (d["missed_s"] + d["false_alarm_s"] + d["confusion_s"], d["scored_s"])
     return out
 
 
@@ -92,17 +74,12 @@ def test_gallery_reuses_ids_only_for_the_same_people(stages, shared_data, tmp_pa
     # trn05: nobody in common) and with the same people (trn03: MÉO069 of trn00; trn09:
     # FEE083 of trn06). No stored id may go to another person; the same people get theirs.
     from edge_app.audio.gallery import SpeakerGallery
+    from edge_app.audio.scoring import majority_person
 
     refs = load_refs(shared_data)
 
     def people(uri, turns):
-        c: dict[str, Counter] = defaultdict(Counter)
-        for t in turns:
-            for seg, _, who in refs[uri].itertracks(yield_label=True):
-                ov = min(seg.end, t.t_end) - max(seg.start, t.t_start)
-                if ov > 0:
-                    c[t.speaker_id][who] += ov
-        return {sid: cnt.most_common(1)[0][0] for sid, cnt in c.items()}
+        return majority_person(refs[uri], turns)
 
     gal = SpeakerGallery(tmp_path / "g.json", model_id=stages.embedder.model_id)
     stored = {}

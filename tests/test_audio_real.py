@@ -20,17 +20,6 @@ pytestmark = pytest.mark.slow
 DER_BOUND = 0.11  # README "Voices": 10.5 % measured, bound 11 % (as tests/test_audio_der.py)
 
 
-def load_rttm(path):
-    from pyannote.core import Annotation, Segment
-
-    ann = Annotation()
-    for line in open(path):
-        f = line.split()
-        if f and f[0] == "SPEAKER":
-            ann[Segment(float(f[3]), float(f[3]) + float(f[4]))] = f[7]
-    return ann
-
-
 @pytest.fixture(scope="module")
 def stages():
     return AudioStages.load(AudioPipelineOptions(), transcribe=False)
@@ -85,22 +74,17 @@ def test_every_segment_is_handed_on_soon_after_its_end(sample_result):
 
 
 def test_two_speakers_get_two_labels_and_der_is_bounded(sample_result, shared_data):
-    from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
+
+    from edge_app.audio.scoring import der_parts, hypothesis, read_rttm
 
     labels = {t.speaker_id for t in sample_result.turns}
     assert len(labels) == 2
-    hyp = Annotation()
-    for t in sample_result.all_turns:
-        hyp[Segment(t.t_start, t.t_end)] = t.speaker_id
-    ref = load_rttm(shared_data / "diarization" / "sample.rttm")
-    from pyannote.core import Timeline
-
-    uem = Timeline([Segment(0.0, sample_result.duration)])
-    der = DiarizationErrorRate(collar=0.0)(ref, hyp, uem=uem)
+    ref = read_rttm(shared_data / "diarization" / "sample.rttm")["sample"]
+    der = der_parts(ref, sample_result.all_turns, sample_result.duration)["der"]
     assert der < DER_BOUND
     # Each reference speaker is mostly one of our labels (the mapping is one-to-one).
-    mapping = DiarizationErrorRate().optimal_mapping(ref, hyp)
+    mapping = DiarizationErrorRate().optimal_mapping(ref, hypothesis(sample_result.all_turns))
     assert len(set(mapping.values())) == 2
 
 
@@ -113,9 +97,9 @@ def test_two_synthetic_voices_of_one_kind_get_two_labels(tmp_path):
     # hears the one synthesizer), so this checks the legacy pipeline only; real voices are
     # checked on AMI and the sample (test_audio_der.py).
     import soundfile as sf
-    from pyannote.core import Annotation, Segment, Timeline
-    from pyannote.metrics.diarization import DiarizationErrorRate
+    from pyannote.core import Annotation, Segment
 
+    from edge_app.audio.scoring import der_parts
     from edge_app.audio.sources import load_audio
 
     a, b = "en-us+m3", "en-gb+f2"
@@ -146,12 +130,8 @@ def test_two_synthetic_voices_of_one_kind_get_two_labels(tmp_path):
     from edge_app.audio.offline import LEGACY
 
     r = process_file(wav, AudioStages.load(LEGACY))
-    hyp = Annotation()
-    for turn in r.turns:
-        hyp[Segment(turn.t_start, turn.t_end)] = turn.speaker_id
     assert len({turn.speaker_id for turn in r.turns}) == 2
-    uem = Timeline([Segment(0.0, r.duration)])
-    assert DiarizationErrorRate(collar=0.0)(ref, hyp, uem=uem) < 0.30
+    assert der_parts(ref, r.turns, r.duration)["der"] < 0.30
 
 
 def test_digital_silence_gives_no_segments(stages, tmp_path):

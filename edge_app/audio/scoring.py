@@ -1,0 +1,87 @@
+"""Scoring speaker turns against reference turns (RTTM) with pyannote.metrics.
+
+One definition for the tests that assert the README's DER bounds and the benchmarks that
+measure them (``bench/bench_diarization.py``, ``bench/bench_audio.py``). pyannote.metrics is
+in the ``dev`` extra, so it is imported here, inside the functions, never by the app itself.
+
+    refs = read_rttm(path)                          # {uri: Annotation}
+    parts = der_parts(refs["trn00"], turns, 30.0)   # der and its parts in seconds
+    rounded(parts)                                  # the same as a report prints it
+    who = majority_person(refs["trn00"], turns)     # {speaker id: reference person}
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+
+def read_rttm(path: str | Path, shift: float = 0.0) -> dict:
+    """``SPEAKER`` lines of an RTTM file -> {uri: pyannote Annotation}; ``shift`` (seconds) is
+    added to every start (a reference for a shifted copy of the audio)."""
+    from pyannote.core import Annotation, Segment
+
+    refs: dict[str, Annotation] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        f = line.split()
+        if f and f[0] == "SPEAKER":
+            t0 = float(f[3]) + shift
+            refs.setdefault(f[1], Annotation(uri=f[1]))[Segment(t0, t0 + float(f[4]))] = f[7]
+    return refs
+
+
+def hypothesis(turns: Iterable, rename: Callable[[str], str] | None = None):
+    """Speaker turns (``t_start``, ``t_end``, ``speaker_id``) -> Annotation; ``rename`` maps
+    each speaker id to the name scored (e.g. the diarizer's ``resolve``: merged ids)."""
+    from pyannote.core import Annotation, Segment
+
+    hyp = Annotation()
+    for t in turns:
+        if t.t_end > t.t_start:
+            hyp[Segment(t.t_start, t.t_end)] = rename(t.speaker_id) if rename else t.speaker_id
+    return hyp
+
+
+def der_parts(
+    ref,
+    turns: Iterable,
+    duration: float,
+    collar: float = 0.0,
+    rename: Callable[[str], str] | None = None,
+) -> dict:
+    """DER of ``turns`` against ``ref`` over [0, duration] with ``collar``: the rate and its
+    parts in seconds (missed, false alarm, confusion, scored), unrounded (``rounded`` for
+    reports)."""
+    from pyannote.core import Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    d = DiarizationErrorRate(collar=collar)(
+        ref,
+        hypothesis(turns, rename),
+        uem=Timeline([Segment(0.0, duration)]),
+        detailed=True,
+    )
+    return {
+        "der": d["diarization error rate"],
+        "missed_s": d["missed detection"],
+        "false_alarm_s": d["false alarm"],
+        "confusion_s": d["confusion"],
+        "scored_s": d["total"],
+    }
+
+
+def rounded(parts: dict) -> dict:
+    """``der_parts`` as reported: the rate to 4 decimals, seconds to the millisecond."""
+    return {k: round(v, 4 if k == "der" else 3) for k, v in parts.items()}
+
+
+def majority_person(ref, turns: Iterable) -> dict[str, str]:
+    """{speaker id: the reference person it overlaps longest}."""
+    overlap: dict[str, Counter] = defaultdict(Counter)
+    for t in turns:
+        for seg, _, who in ref.itertracks(yield_label=True):
+            ov = min(seg.end, t.t_end) - max(seg.start, t.t_start)
+            if ov > 0:
+                overlap[t.speaker_id][who] += ov
+    return {sid: c.most_common(1)[0][0] for sid, c in overlap.items()}
