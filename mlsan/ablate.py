@@ -91,7 +91,7 @@ def multimodal_ablation(args, rest: list[str], base_parser) -> dict:
             run = {"variant": variant, "seed": seed, "best_epoch": res.best_epoch, "dev": res.dev}
             test = {}
             if sources.voice is not None:
-                for cond, tag in ((0, "ravdess"), (1, "ravdess_far"))[: 1 + first.farfield]:
+                for cond, tag in sources.voice.conditions:
                     for k in (0, 8):
                         r = ravdess_enroll_eval(
                             res.model, config, sources.voice, TEST_ACTORS, k, 5, cond

@@ -263,7 +263,8 @@ def evaluate_ravdess_folds(checkpoint, data, enroll: int = 0, draws: int = 5) ->
         "classes": list(RAVDESS_LABELS),
         "protocol": "4-fold speaker-independent (actors 1-6, 7-12, 13-18, 19-24 held out in "
         "turn); the checkpoint's config RETRAINED per fold on RAVDESS voice only (MELD/FER2013 "
-        "not used in these folds). " + RAVDESS_PROTOCOL.format(draws=draws if enroll else 1),
+        "not used in these folds; one model per fold, never an ensemble). "
+        + RAVDESS_PROTOCOL.format(draws=draws if enroll else 1),
         "checkpoint": str(checkpoint),
     }
 

@@ -61,6 +61,13 @@ class VoiceSet:
     # enrollment comes from other clips of its actor in the same condition (the same room)
     condition: np.ndarray | None = None
 
+    @property
+    def conditions(self) -> tuple[tuple[int, str], ...]:
+        """(condition, metric name prefix) of what this set holds: studio clips always, their
+        far-field copies when loaded."""
+        far = self.condition is not None and bool((self.condition == 1).any())
+        return ((0, "ravdess"), (1, "ravdess_far")) if far else ((0, "ravdess"),)
+
     def where(self, actors, condition: int | None = 0) -> np.ndarray:
         """Indices of ``actors``' clips in ``condition`` (None: both)."""
         keep = np.isin(self.actors, actors)
@@ -333,11 +340,8 @@ def dev_scores(model, config, sources: Sources, dev_actors) -> dict:
     if sources.meld_dev:
         out["meld"] = meld_eval(model, config, sources.meld_dev)["weighted_f1"]
     voice = sources.voice
-    far = voice is not None and voice.condition is not None and voice.condition.max(initial=0) > 0
-    conditions = (0, 1) if far else (0,)
     if voice is not None and len(dev_actors):
-        for cond in conditions:
-            tag = "ravdess" if cond == 0 else "ravdess_far"
+        for cond, tag in voice.conditions:
             for k, draws in ((8, 2), (0, 1)):
                 out[f"{tag}_k{k}"] = ravdess_enroll_eval(
                     model, config, voice, dev_actors, k, draws, cond

@@ -515,7 +515,7 @@ def run_joint(args: argparse.Namespace) -> dict:
         config = result.config
     test: dict = {}
     if sources.voice is not None:
-        for cond, tag in ((0, "ravdess"), (1, "ravdess_far"))[: 2 if args.farfield else 1]:
+        for cond, tag in sources.voice.conditions:
             for k in (0, 8):
                 r = ravdess_enroll_eval(
                     result.model, config, sources.voice, TEST_ACTORS, k, condition=cond
