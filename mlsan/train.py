@@ -493,6 +493,8 @@ def run_joint(args: argparse.Namespace) -> dict:
     )
     from mlsan.ravdess import TEST_ACTORS
 
+    if args.ensemble < 1:
+        raise UserFacingError(f"--ensemble {args.ensemble}: fix: pass 1 (one model) or more")
     torch.set_num_threads(1)
     config = joint_config(args, config_from_args(args))
     meld = None if args.data in ("", "none") else args.data
