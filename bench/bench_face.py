@@ -5,10 +5,11 @@ alternatives in the same run, the alignment's cost, and whether the face stage k
     OMP_NUM_THREADS=1 nice python bench/bench_face.py [--repeats 300]
     python bench/bench_face.py --framing   # re-measure FER2013's landmark template (alignment)
 
-Alternatives timed on the same 48x48 crops: the shipped ONNX model (flip test-time augmentation
-inside, batch 1), the same network without the flip (exported here to a temporary file), the
-shipped model at batch 4 (per face), and torch on the shipped checkpoint (one thread). Prints one
-JSON object (machine and load included: on a shared machine, compare rows of one run).
+Alternatives timed on the same 48x48 crops: the shipped ONNX model (batch 1, and batch 4 per
+face), its first network alone and all its networks, each with and without the flip (exported
+here to temporary files; row names say ``<networks>net_<flip|noflip>``), and torch on the shipped
+checkpoint (one thread). Prints one JSON object (machine and load included: on a shared machine,
+compare rows of one run).
 """
 
 from __future__ import annotations
@@ -69,16 +70,25 @@ def _ort_session(path: Path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _export_plain(tmp: Path) -> Path:
-    """The network without the flip (one view), for comparison."""
+def _export_variant(tmp: Path, members: list[int], tta: bool) -> Path:
+    """The shipped checkpoint's networks ``members`` (indices), with or without the flip, as an
+    ONNX file of the same interface, for comparison."""
     import torch
 
-    from mlsan.face_expression import load_face_checkpoint
+    from mlsan.face_expression import (
+        FaceExpressionEnsemble,
+        FaceExpressionTTA,
+        load_face_checkpoint,
+    )
 
-    net = load_face_checkpoint(CKPT, tta=False).model
-    out = tmp / "plain.onnx"
+    core = load_face_checkpoint(CKPT, tta=False).model
+    nets = list(core.members) if isinstance(core, FaceExpressionEnsemble) else [core]
+    picked = [nets[i] for i in members]
+    model = picked[0] if len(picked) == 1 else FaceExpressionEnsemble(picked)
+    model = (FaceExpressionTTA(model) if tta else model).eval()
+    out = tmp / f"variant_{'_'.join(map(str, members))}_{int(tta)}.onnx"
     torch.onnx.export(
-        net, (torch.zeros(1, 1, 48, 48),), str(out), input_names=["faces"],
+        model, (torch.zeros(1, 1, 48, 48),), str(out), input_names=["faces"],
         output_names=["logits", "embedding"], opset_version=17, dynamo=False,
         dynamic_axes={"faces": {0: "batch"}},
     )  # fmt: skip
@@ -86,30 +96,39 @@ def _export_plain(tmp: Path) -> Path:
 
 
 def encoder_rows(crops: np.ndarray, repeats: int) -> dict:
+    """The shipped ONNX model (batch 1 and 4), then every variant of its networks (one network /
+    all of them, with / without the flip) exported here, then torch on the checkpoint."""
     import torch
 
     from mlsan.face_expression import encode_crops, load_face_checkpoint
 
     torch.set_num_threads(1)
+    shipped = load_face_checkpoint(CKPT)
+    label = f"{shipped.members}net_{'flip' if shipped.tta else 'noflip'}"
     rows = {}
     sess = _ort_session(ONNX)
 
     def run_ort(x, s=sess):
         s.run(None, {"faces": x.astype(np.float32)[:, None]})
 
-    rows["onnxruntime_1thread_flip_tta_b1 (shipped)"] = _time(run_ort, crops, 1, repeats)
-    rows["onnxruntime_1thread_flip_tta_b4"] = _time(run_ort, crops, 4, repeats // 2)
+    rows[f"onnxruntime_1thread_{label}_b1 (shipped)"] = _time(run_ort, crops, 1, repeats)
+    rows[f"onnxruntime_1thread_{label}_b4"] = _time(run_ort, crops, 4, repeats // 2)
+    variants = {(0,), tuple(range(shipped.members))}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        plain = _ort_session(_export_plain(Path(tmp)))
+        for members in sorted(variants):
+            for tta in (False, True):
+                if len(members) == shipped.members and tta == shipped.tta:
+                    continue  # the shipped row
+                name = f"{len(members)}net_{'flip' if tta else 'noflip'}"
+                other = _ort_session(_export_variant(Path(tmp), list(members), tta))
 
-        def run_plain(x, s=plain):
-            s.run(None, {"faces": x.astype(np.float32)[:, None]})
+                def run_other(x, s=other):
+                    s.run(None, {"faces": x.astype(np.float32)[:, None]})
 
-        rows["onnxruntime_1thread_no_tta_b1"] = _time(run_plain, crops, 1, repeats)
-    model = load_face_checkpoint(CKPT, tta=True).model
-    rows["torch_1thread_flip_tta_b1"] = _time(
-        lambda x: encode_crops(model, x), crops, 1, repeats // 2
+                rows[f"onnxruntime_1thread_{name}_b1"] = _time(run_other, crops, 1, repeats)
+    rows[f"torch_1thread_{label}_b1"] = _time(
+        lambda x: encode_crops(shipped.model, x), crops, 1, repeats // 2
     )
     return rows
 

@@ -9,13 +9,21 @@ there is no train/serve skew:
   exposure and contrast matter less than they would with a fixed ``/255`` scale;
 - output: ``logits (N, 7)`` in FER2013 order and ``embedding (N, D)`` (D = ``embed_dim``, 128),
   the penultimate layer after BatchNorm + ReLU, raw (not L2-normalised);
-- with ``tta=True`` (the exported and shipped default) the model also runs the horizontally
-  flipped crop and averages logits and embeddings of both views.
+- with ``tta=True`` the model also runs the horizontally flipped crop and averages logits and
+  embeddings of both views;
+- an ensemble (:class:`FaceExpressionEnsemble`) runs several such networks on the same crop:
+  logits averaged, embeddings concatenated (D = the members' D summed), so each member's
+  embedding reaches the fused model whole.
 
 Checkpoint format (``torch.save`` of a plain dict, ``weights_only=True`` loadable)::
 
-    {"format": "mlsan-face-expression", "version": 1, "config": {...FaceEncoderConfig},
-     "label_names": [...7...], "state_dict": {...}, "meta": {...JSON-able...}}
+    version 2: {"format": "mlsan-face-expression", "version": 2, "tta": bool,
+                "members": [{"config": {...FaceEncoderConfig}, "state_dict": {...}}, ...],
+                "label_names": [...7...], "meta": {...JSON-able...}}
+    version 1 (one network, flip TTA): {..., "version": 1, "config": {...}, "state_dict": {...}}
+
+``tta`` is stored with the weights because the shipped choice is made on PublicTest within the
+speed budget (two members with the flip cost four network runs per face).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from torch import nn
 from mlsan.errors import CheckpointError
 
 FORMAT = "mlsan-face-expression"
-VERSION = 1
+VERSION = 2
 INPUT_SIZE = 48  # FER2013 crops are 48x48 grayscale
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -99,13 +107,57 @@ class FaceExpressionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_single(x)
 
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    def head(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The 7 logits of (pooled) embeddings (N, D) -> (N, 7)."""
+        return self.classifier(self.dropout(embedding))
+
+
+class FaceExpressionEnsemble(nn.Module):
+    """Several encoders on one crop: (N,1,48,48) -> (mean logits (N,7), concat embedding (N,sum D)).
+
+    Averaged logits, not averaged embeddings: separately trained networks do not share an
+    embedding space, so their embeddings are kept side by side for the fused model.
+    """
+
+    def __init__(self, members: list[FaceExpressionNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def embed_dim(self) -> int:
+        return sum(m.embed_dim for m in self.members)
+
+    def forward_single(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [m.forward_single(x) for m in self.members]
+        logits = torch.stack([lg for lg, _ in outs]).mean(dim=0)
+        return logits, torch.cat([em for _, em in outs], dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_single(x)
+
+    def head(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Each member's classifier on its slice of (N, sum D), logits averaged -> (N, 7)."""
+        parts = torch.split(embedding, [m.embed_dim for m in self.members], dim=1)
+        logits = [m.head(p) for m, p in zip(self.members, parts, strict=True)]
+        return torch.stack(logits).mean(dim=0)
+
 
 class FaceExpressionTTA(nn.Module):
-    """Inference wrapper: averages the crop and its mirror image (what ships and is exported)."""
+    """Inference wrapper: averages the crop and its mirror image."""
 
-    def __init__(self, net: FaceExpressionNet) -> None:
+    def __init__(self, net: FaceExpressionNet | FaceExpressionEnsemble) -> None:
         super().__init__()
         self.net = net
+
+    @property
+    def embed_dim(self) -> int:
+        return self.net.embed_dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         both = torch.cat([x, torch.flip(x, dims=[3])], dim=0)
@@ -116,7 +168,9 @@ class FaceExpressionTTA(nn.Module):
 
 @dataclass(frozen=True)
 class LoadedFaceEncoder:
-    """A loaded encoder in eval mode on CPU; ``model`` is the TTA wrapper when ``tta``."""
+    """A loaded encoder in eval mode on CPU: ``model`` is the TTA wrapper when ``tta``, and
+    ``model.net`` (or ``model``) the network or ensemble; ``config`` is the first member's,
+    ``embed_dim`` the output size (summed over members)."""
 
     model: nn.Module
     config: FaceEncoderConfig
@@ -125,27 +179,41 @@ class LoadedFaceEncoder:
     path: Path | None
     sha256: str | None
     tta: bool
+    members: int = 1
+    embed_dim: int = 128
 
 
 def save_face_checkpoint(
-    path: str | Path, net: FaceExpressionNet, meta: dict[str, Any] | None = None
+    path: str | Path,
+    net: FaceExpressionNet | FaceExpressionEnsemble,
+    meta: dict[str, Any] | None = None,
+    tta: bool = True,
 ) -> str:
     """Write the checkpoint (atomically) and ``<file>.sha256``; returns the hex digest."""
     from mlsan.checkpoint import save_payload
 
+    nets = list(net.members) if isinstance(net, FaceExpressionEnsemble) else [net]
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "config": net.config.to_dict(),
+        "tta": bool(tta),
+        "members": [
+            {
+                "config": m.config.to_dict(),
+                "state_dict": {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()},
+            }
+            for m in nets
+        ],
         "label_names": list(FER_LABELS),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
         "meta": dict(meta or {}),
     }
     return save_payload(path, payload)
 
 
-def load_face_checkpoint(path: str | Path, tta: bool = True) -> LoadedFaceEncoder:
-    """Load a face-expression checkpoint; a missing or foreign file is a one-line error."""
+def load_face_checkpoint(path: str | Path, tta: bool | None = None) -> LoadedFaceEncoder:
+    """Load a face-expression checkpoint; a missing or foreign file is a one-line error.
+
+    ``tta``: None = as stored in the checkpoint (version 1: True); True/False overrides it."""
     from mlsan.registry import file_sha256
 
     path = Path(path)
@@ -167,19 +235,29 @@ def load_face_checkpoint(path: str | Path, tta: bool = True) -> LoadedFaceEncode
             f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}); "
             "fix: pass a file written by `python -m mlsan.fer2013 train`"
         )
-    config = FaceEncoderConfig.from_dict(payload["config"])
-    net = FaceExpressionNet(config)
-    net.load_state_dict(payload["state_dict"])
-    net.eval()
-    model: nn.Module = FaceExpressionTTA(net).eval() if tta else net
+    if payload.get("version", 1) == 1:
+        specs = [{"config": payload["config"], "state_dict": payload["state_dict"]}]
+        stored_tta = True
+    else:
+        specs, stored_tta = payload["members"], bool(payload.get("tta", True))
+    nets = []
+    for spec in specs:
+        net = FaceExpressionNet(FaceEncoderConfig.from_dict(spec["config"]))
+        net.load_state_dict(spec["state_dict"])
+        nets.append(net.eval())
+    core: nn.Module = nets[0] if len(nets) == 1 else FaceExpressionEnsemble(nets).eval()
+    tta = stored_tta if tta is None else tta
+    model: nn.Module = FaceExpressionTTA(core).eval() if tta else core
     return LoadedFaceEncoder(
         model=model,
-        config=config,
+        config=nets[0].config,
         label_names=tuple(payload["label_names"]),
         meta=dict(payload.get("meta") or {}),
         path=path,
         sha256=file_sha256(path),
         tta=tta,
+        members=len(nets),
+        embed_dim=int(core.embed_dim),
     )
 
 
@@ -236,8 +314,9 @@ ONNX_OPSET = 17  # TensorRT 8.6 (JetPack 6.0) parses at most 17, like engines/ex
 
 
 def export_onnx(checkpoint: str | Path, out_path: str | Path, opset: int = ONNX_OPSET) -> dict:
-    """Export the TTA encoder to ONNX (dynamic batch), check the graph, check parity with torch on
-    real-looking input, write ``<out>.sha256``. -> {"path", "sha256", "max_abs_diff_logits", ...}.
+    """Export the encoder as stored (members, flip or not) to ONNX (dynamic batch), check the
+    graph, check parity with torch on real-looking input, write ``<out>.sha256``.
+    -> {"path", "sha256", "max_abs_diff_logits", ...}.
     """
     import os
     import tempfile
@@ -247,7 +326,7 @@ def export_onnx(checkpoint: str | Path, out_path: str | Path, opset: int = ONNX_
 
     from mlsan.registry import file_sha256
 
-    loaded = load_face_checkpoint(checkpoint, tta=True)
+    loaded = load_face_checkpoint(checkpoint)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, 1, INPUT_SIZE, INPUT_SIZE) * 255

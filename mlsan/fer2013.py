@@ -34,6 +34,12 @@ PROTOCOL = (
     "PublicTest (3,589), reported on PrivateTest (3,589); single model, 48x48 input, "
     "horizontal-flip test-time augmentation inside the model"
 )
+ENSEMBLE_PROTOCOL = (
+    "FER2013 official split: each member trained on Training (28,709) with its epoch selected on "
+    "PublicTest (3,589); members and flip test-time augmentation chosen on PublicTest within the "
+    "speed budget (--max-runs network runs per face); reported on PrivateTest (3,589); 48x48 "
+    "input, logits averaged over members (and views), embeddings concatenated"
+)
 
 
 class FER2013Error(UserFacingError):
@@ -284,7 +290,7 @@ def evaluate_fer2013(
         logits, _ = onnx_encode(ckpt_path, images)
         meta, sha = {}, file_sha256(ckpt_path)
     else:
-        loaded = load_face_checkpoint(ckpt_path, tta=True)
+        loaded = load_face_checkpoint(ckpt_path)
         logits, _ = encode_crops(loaded.model, images)
         meta, sha = loaded.meta, loaded.sha256
     pred = logits.argmax(1)
@@ -310,11 +316,11 @@ def evaluate_fer2013(
         },
         "classes": classes,
         "confusion": confusion_matrix(labels, pred, labels=list(range(7))).tolist(),
-        "protocol": PROTOCOL,
+        "protocol": meta.get("protocol", PROTOCOL),
         "checkpoint": str(ckpt_path),
         "checkpoint_sha256": sha,
         "selected_epoch": meta.get("epoch"),
-        "public_acc_tta": meta.get("public_acc_tta"),
+        "public_acc": meta.get("public_acc", meta.get("public_acc_tta")),
         "licence": "FER2013: research use only",
         "seconds": round(time.time() - t0, 2),
     }
@@ -324,7 +330,7 @@ def write_feature_store(data_dir: str | Path, checkpoint: str | Path, out: str |
     """Embeddings + logits of every FER2013 image in file order -> an npz for the fused model."""
     from mlsan.face_expression import encode_crops, load_face_checkpoint
 
-    loaded = load_face_checkpoint(checkpoint, tta=True)
+    loaded = load_face_checkpoint(checkpoint)
     data = load_fer2013(data_dir)
     logits, emb = encode_crops(loaded.model, data.images)
     out = Path(out)
@@ -342,49 +348,135 @@ def write_feature_store(data_dir: str | Path, checkpoint: str | Path, out: str |
     return {"path": str(out), "n": len(emb), "dim": int(emb.shape[1]), "sha256": loaded.sha256}
 
 
-def ship(run_dir: str | Path, data: str | Path, dest: str | Path) -> dict[str, Any]:
-    """Copy a run's PublicTest-selected ``best.pt`` into ``dest`` as face_expression.pt, export
-    face_expression.onnx (parity-checked), score PrivateTest (report only) and write the JSON
-    sidecar face_expression.json (data, licence, protocol, metrics, commands)."""
+def build_ensemble(
+    members: Sequence[str | Path], data: str | Path, out: str | Path, max_runs: int = 2
+) -> dict[str, Any]:
+    """Combine PublicTest-selected encoders into one checkpoint. Every non-empty subset of
+    ``members``, with and without the flip, that costs at most ``max_runs`` network runs per face
+    (members x views) is scored on PublicTest; the best is written to ``out``. PrivateTest is
+    not looked at. -> {"variants": [...], "chosen": {...}}"""
+    import itertools
+
+    from mlsan.face_expression import (
+        FaceExpressionEnsemble,
+        FaceExpressionTTA,
+        load_face_checkpoint,
+        save_face_checkpoint,
+    )
+
+    loaded = [load_face_checkpoint(m, tta=False) for m in members]
+    if any(lf.members != 1 for lf in loaded):
+        raise FER2013Error("ensemble members must be single encoders (checkpoints of one network)")
+    x_pub, y_pub = load_fer2013(data).split("PublicTest")
+    if max_runs < 1:
+        raise FER2013Error(f"--max-runs {max_runs}: fix: 1 or more")
+    variants = []
+    for k in range(1, len(loaded) + 1):
+        for subset in itertools.combinations(range(len(loaded)), k):
+            nets = [loaded[i].model for i in subset]
+            core = nets[0] if k == 1 else FaceExpressionEnsemble(nets).eval()
+            for tta in (False, True):
+                runs = k * (2 if tta else 1)
+                if runs > max_runs:
+                    continue
+                model = FaceExpressionTTA(core).eval() if tta else core
+                variants.append(
+                    {
+                        "members": list(subset),
+                        "tta": tta,
+                        "runs": runs,
+                        "public_acc": round(accuracy_on(model, x_pub, y_pub), 4),
+                    }
+                )
+    chosen = max(variants, key=lambda v: v["public_acc"])  # first best: fewer members first
+    picked = chosen["members"]
+    nets = [loaded[i].model for i in picked]
+    core = nets[0] if len(nets) == 1 else FaceExpressionEnsemble(nets)
+    meta = {
+        "data": "FER2013 (Goodfellow et al., 2013), ../shared/data/fer2013/fer2013.npz",
+        "licence": "FER2013 is challenge data for research use only; so is this checkpoint",
+        "protocol": ENSEMBLE_PROTOCOL,
+        "command": "python -m mlsan.fer2013 " + " ".join(sys.argv[1:]),
+        "public_acc": chosen["public_acc"],
+        "max_runs": max_runs,
+        "variants": variants,
+        "members": [
+            {
+                "path": str(m),
+                "sha256": lf.sha256,
+                "command": lf.meta.get("command"),
+                "seed": lf.meta.get("seed"),
+                "epoch": lf.meta.get("epoch"),
+                "public_acc_tta": lf.meta.get("public_acc_tta"),
+                "epochs_run": len(lf.meta.get("history", [])),
+                "train_seconds": (lf.meta.get("history") or [{}])[-1].get("elapsed_s"),
+            }
+            for m, lf in ((members[i], loaded[i]) for i in picked)
+        ],
+    }
+    save_face_checkpoint(out, core, meta, tta=chosen["tta"])
+    return {"variants": variants, "chosen": chosen, "out": str(out)}
+
+
+def ship(source: str | Path, data: str | Path, dest: str | Path) -> dict[str, Any]:
+    """Copy an encoder into ``dest`` as face_expression.pt, export face_expression.onnx
+    (parity-checked), score PrivateTest (report only) and write the JSON sidecar
+    face_expression.json (data, licence, protocol, metrics, commands).
+
+    ``source``: a training run's folder (its PublicTest-selected ``best.pt``) or a checkpoint
+    file (for example one written by ``ensemble``)."""
     import shutil
 
     from mlsan.face_expression import export_onnx, load_face_checkpoint
 
-    run_dir, dest = Path(run_dir), Path(dest)
+    source, dest = Path(source), Path(dest)
+    run_dir = source if source.is_dir() else None
     dest.mkdir(parents=True, exist_ok=True)
     pt = dest / "face_expression.pt"
-    shutil.copyfile(run_dir / "best.pt", pt)
+    shutil.copyfile(source / "best.pt" if run_dir else source, pt)
     loaded = load_face_checkpoint(pt)
     Path(str(pt) + ".sha256").write_text(f"{loaded.sha256}  {pt.name}\n")
     exported = export_onnx(pt, dest / "face_expression.onnx")
     private = evaluate_fer2013(data, pt)  # reported only; selection was on PublicTest
-    run_file = run_dir / "history.json"  # the whole run (the checkpoint's meta stops at its epoch)
+    run_file = run_dir / "history.json" if run_dir else None  # the whole run
     history = (
         json.loads(run_file.read_text())["history"]
-        if run_file.is_file()
+        if run_file and run_file.is_file()
         else loaded.meta.get("history", [])
     )
+    c = loaded.config
+    members = (
+        f"{loaded.members} networks on the same crop (logits averaged, embeddings concatenated), "
+        "each a "
+        if loaded.members > 1
+        else ""
+    )
+    public = loaded.meta.get("public_acc", loaded.meta.get("public_acc_tta"))
     meta = {
-        "model": "face-expression encoder: 4-stage VGG-style CNN, 48x48 grey input, "
-        f"widths {list(loaded.config.widths)}, embedding D={loaded.config.embed_dim} "
+        "model": f"face-expression encoder: {members}4-stage VGG-style CNN, 48x48 grey input, "
+        f"widths {list(c.widths)}, embedding D={loaded.embed_dim} "
         "(penultimate layer, BatchNorm+ReLU, raw, not L2-normalised), 7 logits in FER order; "
-        "flip test-time augmentation inside the model",
+        + ("flip test-time augmentation inside the model" if loaded.tta else "no flip"),
         "data": "FER2013 (Goodfellow et al., 2013, ICML Challenges in Representation Learning), "
         "../shared/data/fer2013/fer2013.npz, official Training/PublicTest/PrivateTest split",
         "licence": "FER2013 is challenge data for research use only (no explicit licence): this "
         "checkpoint and its ONNX export are for research use only",
-        "protocol": PROTOCOL,
+        "protocol": loaded.meta.get("protocol", PROTOCOL),
         "command": loaded.meta.get("command"),
-        "ship_command": f"python -m mlsan.fer2013 ship --run {run_dir} --data {data} --dest {dest}",
+        "ship_command": f"python -m mlsan.fer2013 ship --run {source} --data {data} --dest {dest}",
+        "members": loaded.meta.get("members", loaded.members),
+        "tta": loaded.tta,
+        "embed_dim": loaded.embed_dim,
         "selected_epoch": loaded.meta.get("epoch"),
         "epochs_run": len(history),
         "train_seconds": history[-1]["elapsed_s"] if history else None,
         "history": history,
+        "variants": loaded.meta.get("variants"),
         "metrics": {
             "PrivateTest": {k: private[k] for k in ("accuracy", "weighted_f1", "macro_f1")},
             "PrivateTest_per_class": private["per_class"],
             "PrivateTest_confusion": private["confusion"],
-            "PublicTest_accuracy_at_selection": round(100 * loaded.meta["public_acc_tta"], 2),
+            "PublicTest_accuracy_at_selection": round(100 * public, 2),
         },
         "checkpoint_sha256": loaded.sha256,
         "onnx_sha256": exported["sha256"],
@@ -395,7 +487,7 @@ def ship(run_dir: str | Path, data: str | Path, dest: str | Path) -> dict[str, A
     (dest / "face_expression.json").write_text(json.dumps(meta, indent=1) + "\n")
     return {
         "private_accuracy": private["accuracy"],
-        "public_accuracy": round(100 * loaded.meta["public_acc_tta"], 2),
+        "public_accuracy": round(100 * public, 2),
         "checkpoint_sha256": loaded.sha256,
         "onnx_sha256": exported["sha256"],
     }
@@ -471,14 +563,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     e = sub.add_parser("export", help="export a checkpoint to ONNX (+ parity check, .sha256)")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--out", required=True)
-    s = sub.add_parser("ship", help="copy a run's best.pt into the package, export, describe")
-    s.add_argument("--run", required=True)
+    s = sub.add_parser("ship", help="copy an encoder into the package, export, describe")
+    s.add_argument("--run", required=True, help="a training run folder (its best.pt) or a .pt")
     s.add_argument("--data", default=DEFAULT_DATA)
     s.add_argument("--dest", default=str(Path(__file__).parent / "checkpoints"))
+    n = sub.add_parser(
+        "ensemble", help="combine PublicTest-selected encoders (chosen on PublicTest)"
+    )
+    n.add_argument("--members", nargs="+", required=True, help="single-encoder .pt files")
+    n.add_argument("--data", default=DEFAULT_DATA)
+    n.add_argument("--out", required=True)
+    n.add_argument(
+        "--max-runs",
+        type=int,
+        default=2,
+        help="speed budget: network runs per face (members x 2 with the flip); 2 = one "
+        "network with the flip or two without (about 1.4 ms per face on one x86 thread)",
+    )
     args = p.parse_args(argv)
 
     def run() -> int:
-        if args.cmd == "train":
+        if args.cmd == "ensemble":
+            torch_threads()
+            print(json.dumps(build_ensemble(args.members, args.data, args.out, args.max_runs)))
+        elif args.cmd == "train":
             print(json.dumps(train(args)))
         elif args.cmd == "ship":
             torch_threads()

@@ -296,11 +296,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def require_data(args) -> None:
-    """No default folder outside the package: MELD must be named (or 'none', or a pickle)."""
+    """No default folder outside the package: MELD must be named (or 'none', or a pickle);
+    far-field copies need the RAVDESS clips they copy."""
     if args.data is None and not args.erc_pickle:
         raise UserFacingError(
             "no training data given; fix: pass --data MELD_DIR (the folder with "
             "*_sent_emo.csv), or --erc-pickle FILE, or --data none with --ravdess/--face"
+        )
+    if getattr(args, "farfield", False) and not getattr(args, "ravdess", None):
+        raise UserFacingError(
+            "--farfield makes far-field copies of RAVDESS clips; fix: also pass --ravdess DIR"
         )
 
 

@@ -26,6 +26,7 @@ from mlsan.errors import CheckpointError
 from mlsan.face_expression import (
     FER_LABELS,
     FaceEncoderConfig,
+    FaceExpressionEnsemble,
     FaceExpressionNet,
     FaceExpressionTTA,
     encode_crops,
@@ -86,6 +87,70 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="cannot read"):
         load_face_checkpoint(tmp_path / "junk.pt")
+
+
+def _tiny_nets(n: int) -> list[FaceExpressionNet]:
+    torch.manual_seed(0)
+    configs = [FaceEncoderConfig(widths=(4, 8, 8, 16), embed_dim=12 + 2 * i) for i in range(n)]
+    return [FaceExpressionNet(c).eval() for c in configs]
+
+
+def test_ensemble_averages_logits_and_concatenates_embeddings():
+    nets = _tiny_nets(2)
+    ens = FaceExpressionEnsemble(nets).eval()
+    crops = np.random.default_rng(1).integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    logits, emb = encode_crops(ens, crops)
+    parts = [encode_crops(n, crops) for n in nets]
+    assert emb.shape == (3, 12 + 14) and ens.embed_dim == 26
+    assert np.allclose(logits, (parts[0][0] + parts[1][0]) / 2, atol=1e-5)
+    assert np.allclose(emb, np.concatenate([parts[0][1], parts[1][1]], axis=1), atol=1e-6)
+    # The head on the (pooled) concatenated embedding gives the ensemble's logits back.
+    with torch.no_grad():
+        again = ens.head(torch.from_numpy(emb)).numpy()
+    assert np.allclose(again, logits, atol=1e-5)
+    tta_logits, tta_emb = encode_crops(FaceExpressionTTA(ens), crops)
+    flipped, _ = encode_crops(FaceExpressionTTA(ens), crops[:, :, ::-1])
+    assert tta_emb.shape == (3, 26) and np.allclose(tta_logits, flipped, atol=1e-5)
+
+
+def test_ensemble_checkpoint_keeps_members_and_flip_choice(tmp_path):
+    ens = FaceExpressionEnsemble(_tiny_nets(2)).eval()
+    save_face_checkpoint(tmp_path / "e.pt", ens, {"public_acc": 0.5}, tta=False)
+    loaded = load_face_checkpoint(tmp_path / "e.pt")
+    assert loaded.members == 2 and loaded.embed_dim == 26 and loaded.tta is False
+    crops = np.random.default_rng(2).integers(0, 256, (4, 48, 48)).astype(np.uint8)
+    want = encode_crops(ens, crops)
+    got = encode_crops(loaded.model, crops)
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(want, got, strict=True))
+    assert load_face_checkpoint(tmp_path / "e.pt", tta=True).tta is True  # explicit override
+    # A version-1 file (one network, flip always on) still loads as it was shipped.
+    net = _tiny_nets(1)[0]
+    torch.save(
+        {
+            "format": "mlsan-face-expression",
+            "version": 1,
+            "config": net.config.to_dict(),
+            "label_names": list(FER_LABELS),
+            "state_dict": net.state_dict(),
+            "meta": {},
+        },
+        tmp_path / "v1.pt",
+    )
+    v1 = load_face_checkpoint(tmp_path / "v1.pt")
+    assert v1.tta is True and v1.members == 1 and v1.embed_dim == 12
+    # The live torch path reports the ensemble's width.
+    live = FaceExpressionEncoder(ExpressionOptions(model_path=tmp_path / "e.pt"))
+    assert live.dim == 26 and live.encode(crops)[1].shape == (4, 26)
+
+
+def test_ensemble_export_is_parity_checked(tmp_path):
+    from mlsan.face_expression import export_onnx
+
+    save_face_checkpoint(tmp_path / "e.pt", FaceExpressionEnsemble(_tiny_nets(2)), tta=True)
+    out = export_onnx(tmp_path / "e.pt", tmp_path / "e.onnx")
+    assert out["max_abs_diff_logits"] < 1e-4 and out["max_abs_diff_embedding"] < 1e-4
+    live = FaceExpressionEncoder(ExpressionOptions(model_path=tmp_path / "e.onnx"))
+    assert live.dim == 26
 
 
 def test_pool_embeddings_is_the_mean():
@@ -293,3 +358,36 @@ def test_eval_cli_bad_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("mlsan-eval: error: FER2013 not found") and "\n" not in err
     assert "fix:" in err
+
+
+def test_ensemble_command_chooses_on_public_test_within_the_budget(fer, shared_data, tmp_path):
+    """`python -m mlsan.fer2013 ensemble`: every subset x flip within --max-runs is scored on
+    PublicTest, the best is written; members that are themselves ensembles are refused."""
+    from mlsan.fer2013 import main
+
+    paths = []
+    for i, net in enumerate(_tiny_nets(2)):
+        paths.append(tmp_path / f"m{i}.pt")
+        save_face_checkpoint(paths[-1], net, {"epoch": i + 1, "command": "python -m x"})
+    data = str(shared_data / "fer2013")
+    args = ["ensemble", "--data", data, "--out", str(tmp_path / "e.pt"), "--max-runs", "2"]
+    assert main([*args, "--members", *map(str, paths)]) == 0
+    loaded = load_face_checkpoint(tmp_path / "e.pt")
+    variants = loaded.meta["variants"]
+    assert {(tuple(v["members"]), v["tta"]) for v in variants} == {
+        ((0,), False),
+        ((0,), True),
+        ((1,), False),
+        ((1,), True),
+        ((0, 1), False),
+    }
+    best = max(variants, key=lambda v: v["public_acc"])
+    assert loaded.members == len(best["members"]) and loaded.tta == best["tta"]
+    assert (
+        loaded.meta["public_acc"] == best["public_acc"] and "PublicTest" in loaded.meta["protocol"]
+    )
+    assert [m["epoch"] for m in loaded.meta["members"]] == [i + 1 for i in best["members"]]
+    save_face_checkpoint(tmp_path / "ens.pt", FaceExpressionEnsemble(_tiny_nets(2)))
+    bad = ["ensemble", "--data", data, "--out", str(tmp_path / "x.pt")]
+    assert main([*bad, "--members", str(tmp_path / "ens.pt")]) == 2
+    assert not (tmp_path / "x.pt").exists()

@@ -162,8 +162,8 @@ class FaceExpressionEncoder:
             from mlsan.face_expression import load_face_checkpoint
 
             torch.set_num_threads(self.options.threads)
-            self._torch = load_face_checkpoint(self.model_path, tta=True).model
-            self.dim = int(self._torch.net.config.embed_dim)
+            loaded = load_face_checkpoint(self.model_path)  # members and flip as stored
+            self._torch, self.dim = loaded.model, loaded.embed_dim
         else:
             try:
                 import onnxruntime as ort
