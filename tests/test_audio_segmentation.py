@@ -101,3 +101,38 @@ def test_speaker_changes_are_judged_with_their_own_right_context(model, shared_d
     t = (np.array(found) + 0.5) * FRAME / SAMPLE_RATE
     # Reference: speaker91 -> speaker90 at 10.57-11.03 (overlap), 90 -> 91 at 14.49-14.7.
     assert any(10.5 <= x <= 11.2 for x in t) and any(14.4 <= x <= 14.9 for x in t)
+
+
+def test_overlap_mean_over_runs_finds_more_overlap_on_real_meetings(shared_data):
+    """p(two speakers) averaged over every run that saw a frame (the default) against the first
+    run's estimate only (the frame at the window's right edge), frame by frame at 0.3 on three
+    AMI excerpts with the most overlap: more of the overlapped speech found, no less precisely
+    (all ten: recall 0.39 -> 0.54, precision 0.83 -> 0.94). Chunking does not change it."""
+    from edge_app.audio.scoring import read_rttm
+    from edge_app.audio.sources import load_audio
+
+    ami = shared_data / "diarization" / "ami"
+    refs = read_rttm(ami / "train.rttm")
+    scores = {}
+    for mean in (False, True):
+        model = SegmentationVad(SegmentationOptions(overlap_mean=mean))
+        tp = fp = fn = 0
+        for uri in ("trn07", "trn08", "trn09"):
+            _, n = frames_of(model, load_audio(ami / f"{uri}.wav"), 5)
+            p = model.overlap(0, n)
+            assert ((0 <= p) & (p <= 1)).all()
+            t = (np.arange(n) + 0.5) * FRAME / SAMPLE_RATE
+            voices = np.zeros(n, int)
+            for seg, _, _ in refs[uri].itertracks(yield_label=True):
+                voices += (t >= seg.start) & (t < seg.end)
+            two, on = voices >= 2, p >= 0.3
+            tp, fp, fn = tp + (two & on).sum(), fp + (~two & on).sum(), fn + (two & ~on).sum()
+        scores[mean] = (tp / (tp + fn), tp / (tp + fp))
+    (first_recall, first_precision), (recall, precision) = scores[False], scores[True]
+    assert recall >= first_recall + 0.1 and precision >= first_precision, scores
+    model = SegmentationVad(SegmentationOptions())
+    audio = load_audio(ami / "trn08.wav")[: SAMPLE_RATE * 12]
+    _, n = frames_of(model, audio, 1)
+    a = model.overlap(0, n)
+    frames_of(model, audio, 7)
+    np.testing.assert_allclose(a, model.overlap(0, n), atol=1e-5)

@@ -32,6 +32,11 @@ that ends where another voice takes over, with no pause (overlap, quick reply), 
 no matching across windows. On the sample the change cut lowers DER from 16.7 to 13.0 %
 (confusion at turn changes inside a segment), on AMI it is neutral (34.0 vs 33.9 %).
 
+Overlap (``overlap(first, last)``, read by the speaker stage when a segment is handed on): each
+run scores p(two speakers) for every frame of its window; a frame's value is the mean over all
+runs that held it so far (``overlap_mean``), since the first run sees it at the right edge with
+no right context (AMI, frame by frame at 0.3: recall 0.39 -> 0.54, precision 0.83 -> 0.94).
+
 Cost: one run on 5 s of audio is about 12 ms on one CPU thread, so with ``hop_s`` 0.5 about
 0.025 s of CPU per second of audio.
 """
@@ -80,6 +85,11 @@ class SegmentationOptions:
     # 1.84 s), but 1.0 or 1.5 s put the cut where the online diarizer merges the two people
     # (sample DER 51 %); AMI is 33.0 % with any of them.
     change_recheck_s: float = 0.5
+    # p(two speakers) of a frame = the mean over every run whose window held it so far (up to
+    # context_s / hop_s runs), not only the first run's (the frame at the window's right edge,
+    # with no right context): the overlap turns of a segment are read when it is handed on,
+    # by which time its frames were seen again with more context. False: the first run's.
+    overlap_mean: bool = True
     threads: int = 1
 
 
@@ -123,6 +133,8 @@ class SegmentationVad:
         self._scored = 0  # frames whose probability was returned
         self._lock = threading.Lock()  # the overlap log is read from the voice thread
         self._ovl = np.zeros(0, np.float32)  # p(two speakers) of frames [_ovl0, _scored)
+        self._ovl_sum = np.zeros(0, np.float64)  # sum and number of the runs' estimates
+        self._ovl_n = np.zeros(0, np.int32)
         self._ovl0 = 0
         self._changes: list[int] = []  # frames of speaker changes found, not yet taken
         self._chg_next = 0  # first frame whose change flag has not been read yet
@@ -165,14 +177,33 @@ class SegmentationVad:
         want = (np.arange(self._scored, upto) + 0.5) * FRAME / SAMPLE_RATE
         self._find_changes(probs, start_s, end)
         out = np.interp(want, centres, speech).astype(np.float32)
-        ovl = np.interp(want, centres, two).astype(np.float32)
-        with self._lock:
-            self._ovl = np.concatenate([self._ovl, ovl])
-            if len(self._ovl) > self.KEEP_OVERLAP:
-                self._ovl0 += len(self._ovl) - self.KEEP_OVERLAP
-                self._ovl = self._ovl[-self.KEEP_OVERLAP :]
+        self._log_overlap(two, centres, start_s, upto)
         self._scored = upto
         return out
+
+    def _log_overlap(self, two: np.ndarray, centres: np.ndarray, start_s: float, upto: int) -> None:
+        """Append frames [_scored, upto) to the overlap log and, with ``overlap_mean``, fold
+        this run's estimate into the older frames its window holds (running mean)."""
+        step = FRAME / SAMPLE_RATE
+        first_in_window = int(np.ceil(start_s / step - 0.5)) if self.options.overlap_mean else 0
+        lo = max(self._ovl0, first_in_window, 0) if self.options.overlap_mean else self._scored
+        lo = min(lo, self._scored)
+        frames = np.arange(lo, upto)
+        vals = np.interp((frames + 0.5) * step, centres, two)
+        new = upto - self._scored
+        with self._lock:
+            old = self._scored - lo  # frames already logged that this run re-estimates
+            if old:
+                at = lo - self._ovl0
+                self._ovl_sum[at:] += vals[:old]
+                self._ovl_n[at:] += 1
+            self._ovl_sum = np.concatenate([self._ovl_sum, vals[old:]])
+            self._ovl_n = np.concatenate([self._ovl_n, np.ones(new, np.int32)])
+            if len(self._ovl_sum) > self.KEEP_OVERLAP:
+                cut = len(self._ovl_sum) - self.KEEP_OVERLAP
+                self._ovl0 += cut
+                self._ovl_sum, self._ovl_n = self._ovl_sum[cut:], self._ovl_n[cut:]
+            self._ovl = (self._ovl_sum / self._ovl_n).astype(np.float32)
 
     def _find_changes(self, probs: np.ndarray, start_s: float, end: int) -> None:
         """Speaker changes of the frames that now have ``change_context_s`` of right context
