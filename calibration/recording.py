@@ -143,3 +143,86 @@ def meld_recording(
         f"meld-{split}",
         {"dialogues": [d.dialogue_id for d in dialogues], "seed": seed},
     )
+
+
+def voice_face_sources(
+    config,
+    ravdess: str | Path | None,
+    face: str | Path | None,
+    farfield: bool = False,
+    face_encoder_sha256: str | None = None,
+    actors=None,
+    per_actor: int | None = None,
+):
+    """RAVDESS voice features and FER2013 face embeddings as ``mlsan.joint`` loads them for
+    training (Whisper features cached per clip; enrollment rows as in training). A face npz made
+    by another encoder than the one the checkpoint learned from is refused: its embeddings live
+    in another space."""
+    from mlsan.joint import load_sources
+
+    if face is not None:
+        want = face_encoder_sha256  # the checkpoint's (its meta), when it learned from faces
+        try:
+            with np.load(face) as data:
+                have = str(data["encoder_sha256"]) if "encoder_sha256" in data else None
+        except (OSError, ValueError) as exc:
+            raise RecordingError(
+                f"cannot read face embeddings {face} ({type(exc).__name__}); fix: write them "
+                "with python -m mlsan.fer2013 features --out F.npz"
+            ) from None
+        if want and have and want != have:
+            raise RecordingError(
+                f"{face} holds embeddings of face encoder {have[:12]}, the checkpoint learned "
+                f"from {want[:12]}; fix: python -m mlsan.fer2013 features --out F.npz (the "
+                "shipped encoder) and pass --face F.npz"
+            )
+    return load_sources(
+        config,
+        None,
+        ravdess,
+        face,
+        log=lambda m: None,
+        ravdess_actors=actors,
+        ravdess_per_actor=per_actor,
+        farfield=farfield,
+    )
+
+
+def _single_utterances(batch) -> list[EmotionInputs]:
+    """Torch tensors [B, 1, ...] (mlsan.joint voice/face batches) -> B batch-1 samples."""
+    arrays = [t.numpy().astype(np.float32) for t in batch]
+    return [EmotionInputs(*(a[i : i + 1] for a in arrays)) for i in range(len(arrays[0]))]
+
+
+def voice_face_recording(config, sources, per_source: int = 256, seed: int = 0) -> Recording:
+    """Single-utterance model inputs of ``per_source`` RAVDESS clips of the training actors
+    (voice + the sentence's text, each with a K-clip enrollment, K drawn from 0-16; studio and,
+    when loaded, far-field copies) and ``per_source`` FER2013 Training faces: what a voice and
+    face model sees besides MELD's text, so INT8 calibration measures those inputs' ranges too."""
+    from mlsan.joint import face_batch, voice_batch
+    from mlsan.ravdess import TRAIN_ACTORS
+
+    rng = np.random.default_rng(seed)
+    samples: list[EmotionInputs] = []
+    meta: dict = {}
+    if sources.voice is not None:
+        pool = sources.voice.where(TRAIN_ACTORS, condition=None)
+        idx = np.sort(rng.choice(pool, size=min(per_source, len(pool)), replace=False))
+        ks = rng.integers(0, 17, size=len(idx))
+        samples += _single_utterances(voice_batch(sources.voice, idx, ks, rng, config))
+        meta["ravdess_clips"] = int(len(idx))
+    if sources.face is not None:
+        pool = np.flatnonzero(sources.face.usage == "Training")
+        idx = np.sort(rng.choice(pool, size=min(per_source, len(pool)), replace=False))
+        samples += _single_utterances(face_batch(sources.face, idx, config))
+        meta["fer2013_faces"] = int(len(idx))
+    return Recording(tuple(samples), "ravdess-train+fer2013-train", {**meta, "seed": seed})
+
+
+def merged(*recordings: Recording) -> Recording:
+    """One recording holding the samples of several (calibration on all of them at once)."""
+    return Recording(
+        tuple(s for r in recordings for s in r.samples),
+        "+".join(r.source for r in recordings),
+        {r.source: r.meta for r in recordings},
+    )
