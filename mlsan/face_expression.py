@@ -182,6 +182,12 @@ class LoadedFaceEncoder:
     members: int = 1
     embed_dim: int = 128
 
+    @property
+    def core(self) -> nn.Module:
+        """The network or ensemble without the flip wrapper (``core.head(embedding)`` -> the 7
+        logits of a pooled embedding)."""
+        return self.model.net if self.tta else self.model
+
 
 def save_face_checkpoint(
     path: str | Path,
