@@ -109,8 +109,9 @@ def list_clips(
     root = Path(root).expanduser()
     if not root.is_dir():
         raise RavdessError(
-            f"RAVDESS folder {root} does not exist; fix: pass --data with the folder that holds "
-            "Actor_01..Actor_24 (see ../shared/data/README.md)"
+            f"RAVDESS folder {root} does not exist; fix: pass the folder that holds "
+            "Actor_01..Actor_24 (--ravdess for mlsan-train, mlsan-ablate and mlsan-engine; --data "
+            "for mlsan-eval --dataset ravdess; see ../shared/data/README.md)"
         )
     clips = [c for p in sorted(root.glob("Actor_*/*")) if (c := parse_name(p)) is not None]
     if actors:
