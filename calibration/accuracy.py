@@ -83,7 +83,7 @@ def voice_face_eval_sets(config, sources, enroll: int = 8, faces: int = 1000, se
     """Held-out single utterances the INT8 report adds for a voice/face model: RAVDESS test
     actors (21-24; studio and, when loaded, far-field copies; ``enroll`` clips of enrollment,
     one seeded draw) and the first ``faces`` FER2013 PrivateTest faces. -> [EvalSet, ...]"""
-    from calibration.recording import _single_utterances
+    from calibration.recording import torch_batch_samples
     from mlsan.joint import face_batch, voice_batch
     from mlsan.ravdess import TEST_ACTORS
 
@@ -93,10 +93,10 @@ def voice_face_eval_sets(config, sources, enroll: int = 8, faces: int = 1000, se
             idx = sources.voice.where(TEST_ACTORS, condition=cond)
             rng = np.random.default_rng(seed)
             batch = voice_batch(sources.voice, idx, np.full(len(idx), enroll), rng, config)
-            samples = tuple(_single_utterances(batch))
+            samples = tuple(torch_batch_samples(batch))
             out.append(EvalSet(samples, sources.voice.labels[idx], f"{tag}-test-k{enroll}"))
     if sources.face is not None:
         idx = np.flatnonzero(sources.face.usage == "PrivateTest")[:faces]
-        samples = tuple(_single_utterances(face_batch(sources.face, idx, config)))
+        samples = tuple(torch_batch_samples(face_batch(sources.face, idx, config)))
         out.append(EvalSet(samples, sources.face.labels[idx], "fer2013-private"))
     return out

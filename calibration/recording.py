@@ -188,10 +188,10 @@ def voice_face_sources(
     )
 
 
-def _single_utterances(batch) -> list[EmotionInputs]:
-    """Torch tensors [B, 1, ...] (mlsan.joint voice/face batches) -> B batch-1 samples."""
-    arrays = [t.numpy().astype(np.float32) for t in batch]
-    return [EmotionInputs(*(a[i : i + 1] for a in arrays)) for i in range(len(arrays[0]))]
+def torch_batch_samples(batch) -> list[EmotionInputs]:
+    """An mlsan.joint voice/face batch (torch tensors [B, 1, ...], INPUT_NAMES order) -> B
+    batch-1 samples."""
+    return split_batch(EmotionInputs(*(t.numpy() for t in batch)))
 
 
 def voice_face_recording(config, sources, per_source: int = 256, seed: int = 0) -> Recording:
@@ -209,12 +209,12 @@ def voice_face_recording(config, sources, per_source: int = 256, seed: int = 0) 
         pool = sources.voice.where(TRAIN_ACTORS, condition=None)
         idx = np.sort(rng.choice(pool, size=min(per_source, len(pool)), replace=False))
         ks = rng.integers(0, 17, size=len(idx))
-        samples += _single_utterances(voice_batch(sources.voice, idx, ks, rng, config))
+        samples += torch_batch_samples(voice_batch(sources.voice, idx, ks, rng, config))
         meta["ravdess_clips"] = int(len(idx))
     if sources.face is not None:
         pool = np.flatnonzero(sources.face.usage == "Training")
         idx = np.sort(rng.choice(pool, size=min(per_source, len(pool)), replace=False))
-        samples += _single_utterances(face_batch(sources.face, idx, config))
+        samples += torch_batch_samples(face_batch(sources.face, idx, config))
         meta["fer2013_faces"] = int(len(idx))
     return Recording(tuple(samples), "ravdess-train+fer2013-train", {**meta, "seed": seed})
 

@@ -224,10 +224,8 @@ def _voice_face_sources(args, ckpt: Path, config):
     refused unless the data (or an app recording, which holds real voice and face inputs) is
     given."""
     from calibration.recording import RecordingError, voice_face_sources
-    from mlsan.checkpoint import load_checkpoint
 
-    loaded = load_checkpoint(ckpt)
-    trained = set(loaded.trained_modalities)
+    trained = set(config.trained_modalities)
     hears, sees = "audio" in trained, "visual" in trained
     if not (hears or sees):
         return None
@@ -242,12 +240,18 @@ def _voice_face_sources(args, ckpt: Path, config):
         )
     if args.ravdess is None and args.face is None:
         return None
+    face = args.face if sees else None
+    encoder = None
+    if face is not None:  # which face encoder the model learned from (the checkpoint's meta)
+        from mlsan.checkpoint import load_checkpoint
+
+        encoder = load_checkpoint(ckpt).meta.get("face_encoder_sha256")
     return voice_face_sources(
         config,
         args.ravdess if hears else None,
-        args.face if sees else None,
+        face,
         farfield=args.farfield,
-        face_encoder_sha256=loaded.meta.get("face_encoder_sha256"),
+        face_encoder_sha256=encoder,
     )
 
 
@@ -287,13 +291,16 @@ def cmd_calibrate(args) -> int:
             evalsets += voice_face_eval_sets(loaded.config, sources)
         common = {"cache_dir": args.cache_dir, "mode": args.mode, "providers": ("cpu",)}
         ref = create_backend("onnxruntime", ckpt, precision="fp32", **common)
+        quantized = {
+            target: create_backend(
+                "onnxruntime", ckpt, precision="int8", onnx_path=result.onnx_path, **common
+            )
+            for target, result in made.items()
+        }
         out["accuracy"] = []
         for evalset in evalsets:
             ref_probs = predict(ref.infer, evalset.samples)
-            for target, result in made.items():
-                q = create_backend(
-                    "onnxruntime", ckpt, precision="int8", onnx_path=result.onnx_path, **common
-                )
+            for target, q in quantized.items():
                 acc = compare(
                     f"int8-{target}",
                     "onnxruntime-fp32",
