@@ -132,8 +132,8 @@ class SegmentationVad:
         self._n = 0  # 32-ms frames received
         self._scored = 0  # frames whose probability was returned
         self._lock = threading.Lock()  # the overlap log is read from the voice thread
-        self._ovl = np.zeros(0, np.float32)  # p(two speakers) of frames [_ovl0, _scored)
-        self._ovl_sum = np.zeros(0, np.float64)  # sum and number of the runs' estimates
+        # p(two speakers) of frames [_ovl0, _scored): sum and number of the runs' estimates
+        self._ovl_sum = np.zeros(0, np.float64)
         self._ovl_n = np.zeros(0, np.int32)
         self._ovl0 = 0
         self._changes: list[int] = []  # frames of speaker changes found, not yet taken
@@ -151,9 +151,10 @@ class SegmentationVad:
         """p(two or more speakers) of 32-ms frames [first, last) (0 where not known)."""
         out = np.zeros(max(0, last - first), np.float32)
         with self._lock:
-            a, b = max(first, self._ovl0), min(last, self._ovl0 + len(self._ovl))
+            a, b = max(first, self._ovl0), min(last, self._ovl0 + len(self._ovl_sum))
             if b > a:
-                out[a - first : b - first] = self._ovl[a - self._ovl0 : b - self._ovl0]
+                i, j = a - self._ovl0, b - self._ovl0
+                out[a - first : b - first] = self._ovl_sum[i:j] / self._ovl_n[i:j]
         return out
 
     def _speech(self, upto: int, end: int) -> np.ndarray:
@@ -185,9 +186,10 @@ class SegmentationVad:
         """Append frames [_scored, upto) to the overlap log and, with ``overlap_mean``, fold
         this run's estimate into the older frames its window holds (running mean)."""
         step = FRAME / SAMPLE_RATE
-        first_in_window = int(np.ceil(start_s / step - 0.5)) if self.options.overlap_mean else 0
-        lo = max(self._ovl0, first_in_window, 0) if self.options.overlap_mean else self._scored
-        lo = min(lo, self._scored)
+        lo = self._scored  # first frame this run estimates
+        if self.options.overlap_mean:  # ...back to the window's first frame still logged
+            first_in_window = int(np.ceil(start_s / step - 0.5))
+            lo = min(self._scored, max(self._ovl0, first_in_window, 0))
         frames = np.arange(lo, upto)
         vals = np.interp((frames + 0.5) * step, centres, two)
         new = upto - self._scored
@@ -203,7 +205,6 @@ class SegmentationVad:
                 cut = len(self._ovl_sum) - self.KEEP_OVERLAP
                 self._ovl0 += cut
                 self._ovl_sum, self._ovl_n = self._ovl_sum[cut:], self._ovl_n[cut:]
-            self._ovl = (self._ovl_sum / self._ovl_n).astype(np.float32)
 
     def _find_changes(self, probs: np.ndarray, start_s: float, end: int) -> None:
         """Speaker changes of the frames that now have ``change_context_s`` of right context
