@@ -75,17 +75,11 @@ def _export_variant(tmp: Path, members: list[int], tta: bool) -> Path:
     ONNX file of the same interface, for comparison."""
     import torch
 
-    from mlsan.face_expression import (
-        FaceExpressionEnsemble,
-        FaceExpressionTTA,
-        load_face_checkpoint,
-    )
+    from mlsan.face_expression import FaceExpressionEnsemble, combine, load_face_checkpoint
 
     core = load_face_checkpoint(CKPT, tta=False).model
     nets = list(core.members) if isinstance(core, FaceExpressionEnsemble) else [core]
-    picked = [nets[i] for i in members]
-    model = picked[0] if len(picked) == 1 else FaceExpressionEnsemble(picked)
-    model = (FaceExpressionTTA(model) if tta else model).eval()
+    model = combine([nets[i] for i in members], tta)
     out = tmp / f"variant_{'_'.join(map(str, members))}_{int(tta)}.onnx"
     torch.onnx.export(
         model, (torch.zeros(1, 1, 48, 48),), str(out), input_names=["faces"],

@@ -166,6 +166,13 @@ class FaceExpressionTTA(nn.Module):
         return (logits[:n] + logits[n:]) * 0.5, (emb[:n] + emb[n:]) * 0.5
 
 
+def combine(nets: list[FaceExpressionNet], tta: bool) -> nn.Module:
+    """One network, or several as a :class:`FaceExpressionEnsemble`, inside the flip wrapper
+    when ``tta``; in eval mode. What a checkpoint loads as and what ``ensemble`` scores."""
+    core: nn.Module = nets[0] if len(nets) == 1 else FaceExpressionEnsemble(nets)
+    return (FaceExpressionTTA(core) if tta else core).eval()
+
+
 @dataclass(frozen=True)
 class LoadedFaceEncoder:
     """A loaded encoder in eval mode on CPU: ``model`` is the TTA wrapper when ``tta``, and
@@ -251,9 +258,8 @@ def load_face_checkpoint(path: str | Path, tta: bool | None = None) -> LoadedFac
         net = FaceExpressionNet(FaceEncoderConfig.from_dict(spec["config"]))
         net.load_state_dict(spec["state_dict"])
         nets.append(net.eval())
-    core: nn.Module = nets[0] if len(nets) == 1 else FaceExpressionEnsemble(nets).eval()
     tta = stored_tta if tta is None else tta
-    model: nn.Module = FaceExpressionTTA(core).eval() if tta else core
+    model = combine(nets, tta)
     return LoadedFaceEncoder(
         model=model,
         config=nets[0].config,
@@ -263,7 +269,7 @@ def load_face_checkpoint(path: str | Path, tta: bool | None = None) -> LoadedFac
         sha256=file_sha256(path),
         tta=tta,
         members=len(nets),
-        embed_dim=int(core.embed_dim),
+        embed_dim=int(model.embed_dim),
     )
 
 
