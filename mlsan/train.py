@@ -297,7 +297,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def require_data(args) -> None:
     """No default folder outside the package: MELD must be named (or 'none', or a pickle);
-    far-field copies need the RAVDESS clips they copy."""
+    far-field copies need the RAVDESS clips they copy; an ensemble is of joint models."""
     if args.data is None and not args.erc_pickle:
         raise UserFacingError(
             "no training data given; fix: pass --data MELD_DIR (the folder with "
@@ -306,6 +306,14 @@ def require_data(args) -> None:
     if getattr(args, "farfield", False) and not getattr(args, "ravdess", None):
         raise UserFacingError(
             "--farfield makes far-field copies of RAVDESS clips; fix: also pass --ravdess DIR"
+        )
+    ensemble = getattr(args, "ensemble", 1)
+    if ensemble < 1:
+        raise UserFacingError(f"--ensemble {ensemble}: fix: pass 1 (one model) or more")
+    if ensemble > 1 and not (getattr(args, "ravdess", None) or getattr(args, "face", None)):
+        raise UserFacingError(
+            f"--ensemble {ensemble} trains joint (voice/face) models; fix: also pass --ravdess "
+            "DIR or --face NPZ, or drop --ensemble"
         )
 
 
@@ -498,8 +506,6 @@ def run_joint(args: argparse.Namespace) -> dict:
     )
     from mlsan.ravdess import TEST_ACTORS
 
-    if args.ensemble < 1:
-        raise UserFacingError(f"--ensemble {args.ensemble}: fix: pass 1 (one model) or more")
     torch.set_num_threads(1)
     config = joint_config(args, config_from_args(args))
     meld = None if args.data in ("", "none") else args.data

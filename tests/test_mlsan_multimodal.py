@@ -257,6 +257,10 @@ def test_mlsan_train_and_ablate_cli_on_a_real_slice(tmp_path, ravdess, shared_da
     err = capsys.readouterr().err
     assert err.startswith("mlsan-train: error: --farfield") and err.count("\n") == 1
     assert not out.exists()
+    assert train_main([*text_only[:-1], "--ensemble", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mlsan-train: error: --ensemble 2") and err.count("\n") == 1
+    assert not out.exists()
     # the shipped recipe's switches: far-field copies and a 2-member ensemble
     cmd = [*small, "--farfield", "--ensemble", "2", "--out", str(out), "--quiet", "--json"]
     assert train_main(cmd) == 0
