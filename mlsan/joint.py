@@ -125,7 +125,14 @@ def load_voice(
     if not farfield:
         return voice
     far = voice_store(root, "whisper-farfield", log=log, actors=actors, per_actor=per_actor)
-    assert far.names == store.names  # the same clips in the same order
+    if far.names != store.names:  # the same clips in the same order, or the pairing is wrong
+        from mlsan.ravdess import RavdessError
+
+        raise RavdessError(
+            f"the far-field feature cache of {root} does not hold the same clips as the studio "
+            "one; fix: delete ravdess-whisper-farfield-*.npz in the feature cache "
+            "($MLSAN_FEATURE_CACHE or ~/.cache/mlsan-live/features) and rerun"
+        )
     twice = [np.concatenate([a, a]) for a in (voice.text, voice.labels, voice.ravdess_labels)]
     return VoiceSet(
         np.concatenate([voice.x, far.x]),
