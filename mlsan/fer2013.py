@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsan.errors import UserFacingError
+from mlsan.errors import CheckpointError, UserFacingError
 from mlsan.face_expression import FER_LABELS
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -157,21 +157,36 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         FaceEncoderConfig,
         FaceExpressionNet,
         FaceExpressionTTA,
+        load_face_checkpoint,
         save_face_checkpoint,
     )
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
+    init_from = None
+    if args.init:
+        # warm restart: a second one-cycle schedule from a trained single network; its
+        # architecture wins over --widths/--embed-dim/--dropout
+        loaded = load_face_checkpoint(args.init)
+        if loaded.members != 1:
+            raise CheckpointError(
+                f"--init {args.init} holds {loaded.members} networks; fix: pass one "
+                "network's checkpoint (a training run's best.pt)"
+            )
+        net = loaded.core
+        init_from = {"path": str(args.init), "sha256": loaded.sha256}
+    else:
+        config = FaceEncoderConfig(
+            widths=tuple(args.widths), embed_dim=args.embed_dim, dropout=args.dropout
+        )
+        net = FaceExpressionNet(config)
     data = load_fer2013(args.data)
     x_train, y_train = data.split("Training")
     x_pub, y_pub = data.split("PublicTest")
     xt = torch.from_numpy(x_train).float().unsqueeze(1)
     yt = torch.from_numpy(y_train)
-    config = FaceEncoderConfig(
-        widths=tuple(args.widths), embed_dim=args.embed_dim, dropout=args.dropout
-    )
-    net = FaceExpressionNet(config).to(memory_format=torch.channels_last)
+    net = net.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
     for p in net.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
@@ -243,6 +258,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "public_acc_tta": pub_tta,
             "history": history,
             "seed": args.seed,
+            "init": init_from,
         }
         save_face_checkpoint(out / "last.pt", net, meta)
         if pub_tta > best:
@@ -557,6 +573,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--embed-dim", type=int, default=128)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--init",
+        default=None,
+        help="start from this trained network (.pt) instead of random weights (warm restart)",
+    )
     f = sub.add_parser("features", help="write the per-image embedding store (handoff npz)")
     f.add_argument("--data", default=DEFAULT_DATA)
     f.add_argument("--checkpoint", default=None)

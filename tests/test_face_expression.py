@@ -391,3 +391,36 @@ def test_ensemble_command_chooses_on_public_test_within_the_budget(fer, shared_d
     bad = ["ensemble", "--data", data, "--out", str(tmp_path / "x.pt")]
     assert main([*bad, "--members", str(tmp_path / "ens.pt")]) == 2
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_train_warm_restart_starts_from_the_given_network(fer, tmp_path):
+    """`train --init`: the network (architecture and weights) comes from the checkpoint, its
+    digest is recorded in the new run's meta, and the run trains it (weights move); an ensemble
+    as --init is one clear line and exit 2. Real faces: a 256/64 slice of Training/PublicTest."""
+    from mlsan.fer2013 import main
+
+    keep = np.concatenate(
+        [
+            np.flatnonzero(fer.usage == "Training")[:256],
+            np.flatnonzero(fer.usage == "PublicTest")[:64],
+        ]
+    )
+    np.savez(
+        tmp_path / "fer2013.npz",
+        images=fer.images[keep],
+        labels=fer.labels[keep],
+        usage=fer.usage[keep],
+        label_names=np.array(FER_LABELS),
+    )
+    start = _tiny_nets(1)[0]
+    sha = save_face_checkpoint(tmp_path / "start.pt", start, {"epoch": 3})
+    args = ["train", "--data", str(tmp_path), "--epochs", "1", "--batch-size", "64", "--lr", "0.05"]
+    assert main([*args, "--out", str(tmp_path / "run"), "--init", str(tmp_path / "start.pt")]) == 0
+    trained = load_face_checkpoint(tmp_path / "run" / "last.pt")
+    assert trained.config == start.config and trained.meta["init"]["sha256"] == sha
+    before, after = start.state_dict(), trained.core.state_dict()
+    assert set(before) == set(after)
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
+    save_face_checkpoint(tmp_path / "ens.pt", FaceExpressionEnsemble(_tiny_nets(2)))
+    assert main([*args, "--out", str(tmp_path / "bad"), "--init", str(tmp_path / "ens.pt")]) == 2
+    assert not (tmp_path / "bad").exists()
