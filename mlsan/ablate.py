@@ -296,7 +296,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from mlsan.train import require_data
 
-    require_data(base_parser.parse_args(rest))
+    checked = base_parser.parse_args(rest)
+    require_data(checked)
+    if checked.ensemble != 1:
+        from mlsan.errors import UserFacingError
+
+        # the variants are compared as single models (seed spread is the yardstick); an
+        # ensemble here would be silently trained as one model
+        raise UserFacingError(
+            f"--ensemble {checked.ensemble}: mlsan-ablate compares single models over --seeds; "
+            "fix: drop --ensemble (train the shipped ensemble with mlsan-train --ensemble N)"
+        )
     if "--ravdess" in rest or "--face" in rest:  # the multimodal model (issue 11)
         multimodal_ablation(args, rest, base_parser)
         return 0

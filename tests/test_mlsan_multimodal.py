@@ -237,6 +237,7 @@ def test_text_batch_leaves_voice_film_untouched_and_voice_batch_does_not(trained
 
 
 def test_mlsan_train_and_ablate_cli_on_a_real_slice(tmp_path, ravdess, shared_data, capsys):
+    from mlsan.ablate import _guarded_main as ablate_cli
     from mlsan.ablate import main as ablate_main
     from mlsan.checkpoint import load_checkpoint
     from mlsan.train import main as train_main
@@ -273,6 +274,10 @@ def test_mlsan_train_and_ablate_cli_on_a_real_slice(tmp_path, ravdess, shared_da
     assert "CC BY-NC-SA 4.0" in meta["licence"] and "GPL-3.0" in meta["licence"]
     assert "far-field" in " ".join(meta["data"]) and len(meta["dev"]["members"]) == 2
     res = tmp_path / "abl.json"
+    assert ablate_cli(["--results", str(res), *small, "--ensemble", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mlsan-ablate: error: --ensemble 2") and err.count("\n") == 1
+    assert not res.exists()
     code = ablate_main(
         ["--seeds", "0", "--variants", "full", "no-speaker", "--results", str(res), *small]
     )
