@@ -480,6 +480,9 @@ def ship(source: str | Path, data: str | Path, dest: str | Path) -> dict[str, An
         "checkpoint and its ONNX export are for research use only",
         "protocol": loaded.meta.get("protocol", PROTOCOL),
         "command": loaded.meta.get("command"),
+        # a warm restart (train --init): the network it started from (its own run's command
+        # is in that checkpoint's meta)
+        "init": loaded.meta.get("init"),
         "ship_command": f"python -m mlsan.fer2013 ship --run {source} --data {data} --dest {dest}",
         "members": loaded.meta.get("members", loaded.members),
         "tta": loaded.tta,
