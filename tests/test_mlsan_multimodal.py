@@ -289,7 +289,7 @@ def test_mlsan_train_and_ablate_cli_on_a_real_slice(tmp_path, ravdess, shared_da
 
 def test_mlsan_eval_ravdess_on_the_shipped_checkpoint(ravdess):
     """The README's K=0 claim for the shipped ensemble (speaker-independent, actors 21-24,
-    studio clips): weighted F1 >= 69 (69.29)."""
+    studio clips): weighted F1 72.32, at least issue 10's 72 (deterministic at K = 0)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -310,7 +310,7 @@ def test_mlsan_eval_ravdess_on_the_shipped_checkpoint(ravdess):
         "neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"
     ]  # fmt: skip
     assert set(result["per_class"]) == set(result["classes"]) and "21-24" in result["protocol"]
-    assert result["weighted_f1"] >= 69.0 and result["n"] == 240
+    assert result["weighted_f1"] >= 72.0 and result["n"] == 240
     assert result["condition"] == "studio"
     bad = subprocess.run(
         [*cmd, "--enroll", "40"], cwd=repo, capture_output=True, text=True, timeout=120
