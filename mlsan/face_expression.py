@@ -232,8 +232,9 @@ def load_face_checkpoint(path: str | Path, tta: bool | None = None) -> LoadedFac
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
-            f"face-expression checkpoint not found: {path}; fix: pass an existing file "
-            "(--checkpoint) or reinstall mlsan-live to get mlsan/checkpoints/face_expression.pt"
+            f"face-expression checkpoint not found: {path}; fix: give the path of an existing "
+            "one (a training run's best.pt, or mlsan/checkpoints/face_expression.pt: reinstall "
+            "mlsan-live if that is missing)"
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

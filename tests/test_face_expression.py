@@ -424,3 +424,5 @@ def test_train_warm_restart_starts_from_the_given_network(fer, tmp_path):
     save_face_checkpoint(tmp_path / "ens.pt", FaceExpressionEnsemble(_tiny_nets(2)))
     assert main([*args, "--out", str(tmp_path / "bad"), "--init", str(tmp_path / "ens.pt")]) == 2
     assert not (tmp_path / "bad").exists()
+    assert main([*args, "--out", str(tmp_path / "bad"), "--init", str(tmp_path / "no.pt")]) == 2
+    assert not (tmp_path / "bad").exists()
