@@ -29,7 +29,8 @@ and the speech recogniser's CPU threads K (default 2; 1 leaves a core to the voi
 one (voice features from the ASR's encoder pass), to show what voice costs; ``-look25`` the
 speech detection before issue 12's change (0.25 s look-ahead, speaker changes judged with it);
 ``-recheckS`` judges speaker changes again until they have S seconds of right context
-(``SegmentationOptions.change_recheck_s``).
+(``SegmentationOptions.change_recheck_s``); ``-ccS`` judges a speaker change once it has S
+seconds of right context (``SegmentationOptions.change_context_s``).
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
 ``load_avg_1m_before`` is recorded because the CPU may be shared with other work.
 """
@@ -94,6 +95,12 @@ def run_config(name: str, audio: Path, context: int) -> dict:
             audio_opts = replace(
                 audio_opts,
                 segmentation=replace(audio_opts.segmentation, change_recheck_s=float(knob[7:])),
+            )
+            continue
+        if knob.startswith("cc"):  # right context before a speaker change is judged (seconds)
+            audio_opts = replace(
+                audio_opts,
+                segmentation=replace(audio_opts.segmentation, change_context_s=float(knob[2:])),
             )
             continue
         if knob.startswith("seg"):

@@ -269,3 +269,31 @@ def test_unwritable_gallery_is_a_clear_error(tmp_path):
     d.process(segment(0.0, [(make_voices(1)[0], 3.0)]))
     with pytest.raises(GalleryError, match="cannot write"):
         d.save()
+
+
+def test_segment_cut_at_a_change_of_voice_does_not_go_to_the_voice_before():
+    """Rule 6: the speech detection cut this segment because another voice took over; a short
+    voice unlike the speaker before the cut (and unlike everyone else) is a new speaker, where
+    without the cut it would go to the nearest speaker (split protection)."""
+    a, b = make_voices(2)
+    opts = DiarizerOptions()
+    plain, cut = OnlineDiarizer(opts), OnlineDiarizer(opts)
+    for d in (plain, cut):
+        d.process(segment(0.0, [(a, 4.0)], win=1.5, hop=0.5))
+    short_b = segment(4.0, [(b, 0.9)], win=1.5, hop=0.5)  # one 0.9-s window: not clustered
+    (t,) = plain.process(short_b)
+    assert t.speaker_id == "spk1"
+    (t,) = cut.process(short_b, not_speaker="spk1")
+    assert t.speaker_id == "spk2" and t.is_new
+    # The same person again after a (false) change, or too little voice: no new speaker.
+    (t,) = cut.process(segment(6.0, [(a, 0.9)], win=1.5, hop=0.5), not_speaker="spk2")
+    assert t.speaker_id == "spk1"
+    (t,) = cut.process(
+        segment(8.0, [(b, opts.change_enroll_s - 0.1)], win=1.5, hop=0.5), not_speaker="spk2"
+    )
+    assert t.speaker_id == "spk2"
+    c = make_voices(1)[0]
+    (t,) = cut.process(
+        segment(9.0, [(c, opts.change_enroll_s - 0.1)], win=1.5, hop=0.5), not_speaker="spk1"
+    )
+    assert t.speaker_id in ("spk1", "spk2") and len(cut.speakers()) == 2

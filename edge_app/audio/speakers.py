@@ -17,6 +17,10 @@ other turn in time (this segment's or the last ``history_s`` seconds'): the usua
 such speaker is left alone. Overlap turns come after the segment's own turns, so a transcript's
 words go to the main speaker first (``utterances.split_words`` takes the first turn holding a
 word).
+
+A segment that starts where the speech detection cut the previous one at a change of voice is
+passed to the diarizer with the previous segment's last speaker (``not_speaker``): see the
+diarizer's rule 6.
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ class SpeakerStage:
         self.overlap_source = overlap_source
         self._history: deque[SpeakerTurn] = deque()
         self.overlap_turns = 0  # added so far (report)
+        # The previous segment's end, whether it was cut at the maximum length, and its last
+        # speaker: a segment starting exactly at an end that was not a length cut was cut at a
+        # change of voice (VadStateMachine: the only other way two segments touch).
+        self._prev: tuple[float, bool, str | None] | None = None
 
     def process(self, segment: SpeechSegment) -> list[SpeakerTurn]:
         turns, extra = self.process_split(segment)
@@ -61,7 +69,13 @@ class SpeakerStage:
 
     def process_split(self, segment: SpeechSegment) -> tuple[list[SpeakerTurn], list[SpeakerTurn]]:
         """(the diarizer's turns: in time order, disjoint; the overlap turns)."""
-        turns = self.diarizer.process(self.embedder.embed_segment(segment))
+        not_speaker = None
+        if self._prev is not None:
+            end, truncated, last = self._prev
+            if last is not None and not truncated and abs(segment.t_start - end) < 1e-6:
+                not_speaker = last
+        turns = self.diarizer.process(self.embedder.embed_segment(segment), not_speaker)
+        self._prev = (segment.t_end, segment.truncated, turns[-1].speaker_id if turns else None)
         extra = self._overlaps(segment, turns) if turns else []
         self._history.extend(turns)
         while self._history and self._history[0].t_end < segment.t_end - self.overlap.history_s:

@@ -1,0 +1,51 @@
+"""SpeakerStage tells the diarizer when a segment starts at a change of voice (fakes, no models)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_app.audio.speakers import OverlapOptions, SpeakerStage
+from edge_app.audio.voice import SegmentVoice, VoiceSpan
+from edge_app.messages import SpeakerTurn, SpeechSegment
+
+
+class _Embedder:
+    def embed_segment(self, seg: SpeechSegment) -> SegmentVoice:
+        e = np.ones(4, np.float32) / 2
+        return SegmentVoice(
+            seg.segment_id, seg.t_start, seg.t_end, (VoiceSpan(seg.t_start, seg.t_end, e),), e
+        )
+
+
+class _Diarizer:
+    """Labels segments spk1, spk2, ... and records the ``not_speaker`` it was given."""
+
+    def __init__(self) -> None:
+        self.given: list[str | None] = []
+
+    def process(self, voice: SegmentVoice, not_speaker: str | None = None) -> list[SpeakerTurn]:
+        self.given.append(not_speaker)
+        sid = f"spk{len(self.given)}"
+        return [
+            SpeakerTurn(
+                voice.segment_id, voice.t_start, voice.t_end, sid, voice.embedding, 1.0, True
+            )
+        ]
+
+    def resolve(self, sid: str) -> str:
+        return sid
+
+
+def _seg(i: int, t0: float, t1: float, truncated: bool = False) -> SpeechSegment:
+    return SpeechSegment(i, t0, t1, np.zeros(int((t1 - t0) * 16000), np.float32), truncated)
+
+
+def test_only_a_segment_touching_an_untruncated_one_is_after_a_change():
+    d = _Diarizer()
+    stage = SpeakerStage(_Embedder(), d, OverlapOptions(enabled=False))
+    stage.process(_seg(0, 0.0, 2.0))
+    stage.process(_seg(1, 2.0, 3.5))  # touches segment 0, which ended at a change cut
+    stage.process(_seg(2, 4.0, 6.0))  # after a pause
+    stage.process(_seg(3, 6.0, 12.0, truncated=True))  # touches 2: a change cut, again
+    stage.process(_seg(4, 12.0, 13.0))  # touches 3, which was cut at the maximum length
+    assert d.given == [None, "spk1", None, "spk3", None]
