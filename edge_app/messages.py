@@ -37,6 +37,9 @@ class SpeechSegment:
     t_end: float
     samples: np.ndarray  # (n,) float32, SAMPLE_RATE, the audio of [t_start, t_end)
     truncated: bool = False  # cut at the maximum segment length; speech goes on after it
+    # Starts where the VAD cut the previous segment because another voice took over (no pause
+    # between; see VadStateMachine's speaker-change cut).
+    after_change: bool = False
 
 
 @dataclass(frozen=True)

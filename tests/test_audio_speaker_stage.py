@@ -36,16 +36,17 @@ class _Diarizer:
         return sid
 
 
-def _seg(i: int, t0: float, t1: float, truncated: bool = False) -> SpeechSegment:
-    return SpeechSegment(i, t0, t1, np.zeros(int((t1 - t0) * 16000), np.float32), truncated)
+def _seg(i: int, t0: float, t1: float, after_change: bool = False) -> SpeechSegment:
+    samples = np.zeros(int((t1 - t0) * 16000), np.float32)
+    return SpeechSegment(i, t0, t1, samples, after_change=after_change)
 
 
-def test_only_a_segment_touching_an_untruncated_one_is_after_a_change():
+def test_only_a_segment_after_a_change_cut_names_the_voice_before():
     d = _Diarizer()
     stage = SpeakerStage(_Embedder(), d, OverlapOptions(enabled=False))
     stage.process(_seg(0, 0.0, 2.0))
-    stage.process(_seg(1, 2.0, 3.5))  # touches segment 0, which ended at a change cut
+    stage.process(_seg(1, 2.0, 3.5, after_change=True))  # the VAD cut 0 at a new voice
     stage.process(_seg(2, 4.0, 6.0))  # after a pause
-    stage.process(_seg(3, 6.0, 12.0, truncated=True))  # touches 2: a change cut, again
-    stage.process(_seg(4, 12.0, 13.0))  # touches 3, which was cut at the maximum length
+    stage.process(_seg(3, 6.0, 12.0, after_change=True))
+    stage.process(_seg(4, 12.0, 13.0))  # touches 3, but 3 was cut at the maximum length
     assert d.given == [None, "spk1", None, "spk3", None]

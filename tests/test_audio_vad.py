@@ -81,6 +81,7 @@ def test_max_segment_cut_is_contiguous_and_marked():
     segs = run(probs, **OPTS, max_segment_s=3.0)
     assert len(segs) == 3
     assert [s.truncated for s in segs] == [True, True, False]
+    assert not any(s.after_change for s in segs)  # a length cut is not a change of voice
     assert segs[0].end == segs[1].start and segs[1].end == segs[2].start
     assert all(s.end - s.start <= frames(3.0) for s in segs)
 
@@ -203,6 +204,7 @@ def test_speaker_change_cuts_a_segment_without_a_pause():
 
     a, b = cut(change_min_s=1.0)
     assert a.end == b.start == at and not a.truncated
+    assert (a.after_change, b.after_change) == (False, True)  # b starts at the new voice
     assert len(cut(change_min_s=None)) == 1
 
 
@@ -223,6 +225,7 @@ def test_late_change_cuts_back_to_where_the_voice_changed():
     out += sm.push(0.0) + [fs for p in seq((0.0, 1.0)) for fs in sm.push(p)]
     (b,) = out
     assert b.start == at and b.end == len(probs) + frames(0.1)  # on to the pause (+ pad)
+    assert b.after_change and not a.after_change
 
 
 class _LateChangeModel:
@@ -273,3 +276,4 @@ def test_turn_ending_inside_continuous_speech_is_emitted_at_its_own_end():
     assert abs(first.t_end - change_s) <= F
     assert now - first.t_end <= context_s + 0.1 + F
     assert rest and abs(rest[0][1].t_start - first.t_end) < 1e-9  # contiguous, nothing lost
+    assert rest[0][1].after_change and not first.after_change  # carried to the SpeechSegment

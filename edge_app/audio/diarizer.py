@@ -434,16 +434,15 @@ class OnlineDiarizer:
         everyone else."""
         opts = self.options
         prev = self._resolve(not_speaker)
-        secs = sum(p.seconds for p in pieces)
         if prev not in self._speakers or any(lab != prev for lab in labels):
             return labels
-        if secs < opts.change_enroll_s:
+        if sum(p.seconds for p in pieces) < opts.change_enroll_s:
             return labels
         emb = _unit(sum(p.embedding * p.seconds for p in pieces))
         if float(self._centroid(self._speakers[prev]) @ emb) >= opts.change_max_similarity:
             return labels
         others = [sid for sid in self._speakers if sid != prev]
-        if others and self._nearest(emb, others)[1] >= opts.new_threshold:
+        if self._nearest(emb, others)[1] >= opts.new_threshold:  # (None, -1) when nobody else
             return labels
         return [self._enroll()] * len(labels)
 

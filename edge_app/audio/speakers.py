@@ -18,9 +18,9 @@ such speaker is left alone. Overlap turns come after the segment's own turns, so
 words go to the main speaker first (``utterances.split_words`` takes the first turn holding a
 word).
 
-A segment that starts where the speech detection cut the previous one at a change of voice is
-passed to the diarizer with the previous segment's last speaker (``not_speaker``): see the
-diarizer's rule 6.
+A segment that starts where the speech detection cut the previous one at a change of voice
+(``SpeechSegment.after_change``) is passed to the diarizer with the previous segment's last
+speaker (``not_speaker``): see the diarizer's rule 6.
 """
 
 from __future__ import annotations
@@ -58,10 +58,7 @@ class SpeakerStage:
         self.overlap_source = overlap_source
         self._history: deque[SpeakerTurn] = deque()
         self.overlap_turns = 0  # added so far (report)
-        # The previous segment's end, whether it was cut at the maximum length, and its last
-        # speaker: a segment starting exactly at an end that was not a length cut was cut at a
-        # change of voice (VadStateMachine: the only other way two segments touch).
-        self._prev: tuple[float, bool, str | None] | None = None
+        self._last_speaker: str | None = None  # of the previous segment's last turn
 
     def process(self, segment: SpeechSegment) -> list[SpeakerTurn]:
         turns, extra = self.process_split(segment)
@@ -69,13 +66,9 @@ class SpeakerStage:
 
     def process_split(self, segment: SpeechSegment) -> tuple[list[SpeakerTurn], list[SpeakerTurn]]:
         """(the diarizer's turns: in time order, disjoint; the overlap turns)."""
-        not_speaker = None
-        if self._prev is not None:
-            end, truncated, last = self._prev
-            if last is not None and not truncated and abs(segment.t_start - end) < 1e-6:
-                not_speaker = last
+        not_speaker = self._last_speaker if segment.after_change else None
         turns = self.diarizer.process(self.embedder.embed_segment(segment), not_speaker)
-        self._prev = (segment.t_end, segment.truncated, turns[-1].speaker_id if turns else None)
+        self._last_speaker = turns[-1].speaker_id if turns else None
         extra = self._overlaps(segment, turns) if turns else []
         self._history.extend(turns)
         while self._history and self._history[0].t_end < segment.t_end - self.overlap.history_s:

@@ -38,7 +38,7 @@ API::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +118,9 @@ class FrameSegment:
     start: int  # first frame (inclusive), padding included
     end: int  # last frame (exclusive), padding included
     truncated: bool = False
+    # Starts where another voice took over (a speaker-change cut): no pause before it, and the
+    # segment before it ends at this one's start.
+    after_change: bool = False
 
 
 class VadStateMachine:
@@ -145,6 +148,7 @@ class VadStateMachine:
         self.start = 0  # first speech frame of the open segment (before padding)
         self.pad_start = 0  # first frame of the open segment, padding included
         self.pause_start: int | None = None
+        self.after_change = False  # the open segment started at a speaker-change cut
         self.last_end = 0  # end (exclusive, padded) of the last emitted segment
         self._pending_end: FrameSegment | None = None  # emitted once its end padding is seen
 
@@ -163,7 +167,7 @@ class VadStateMachine:
         keep = end - self.start >= self.min_speech or (truncated and end > self.start)
         if keep:
             seg_end = end if truncated else end + self.pad
-            seg = FrameSegment(self.pad_start, seg_end, truncated)
+            seg = FrameSegment(self.pad_start, seg_end, truncated, self.after_change)
             if seg_end <= self.n:
                 out.append(seg)
                 self.last_end = seg_end
@@ -183,7 +187,7 @@ class VadStateMachine:
         seg = self._pending_end
         if seg is not None and (prob >= self.on or seg.end <= self.n):
             # New speech (clip the end padding before it) or the end padding is complete.
-            seg = FrameSegment(seg.start, min(seg.end, i) if prob >= self.on else seg.end)
+            seg = replace(seg, end=min(seg.end, i) if prob >= self.on else seg.end)
             self._pending_end = None
             self.last_end = seg.end
             out.append(seg)
@@ -194,6 +198,7 @@ class VadStateMachine:
                 self.pad_start = max(self.last_end, i - self.pad)
                 self.pause_start = None
                 self.dip_start = None
+                self.after_change = False
             return out
         # In speech.
         if prob >= self.on:
@@ -223,12 +228,13 @@ class VadStateMachine:
             and i - self.pad_start >= self.min_change
         ):
             # No end padding (the next voice starts here), and not "truncated": a turn ends.
-            out += [FrameSegment(f.start, f.end, False) for f in self._close(i, truncated=True)]
+            out += [replace(f, truncated=False) for f in self._close(i, truncated=True)]
             self.in_speech = True
             self.start = i
             self.pad_start = i
             self.pause_start = None
             self.dip_start = None
+            self.after_change = True
             return out
         if self.n - self.pad_start >= self.max_len:
             cut = self.pause_start if self.pause_start is not None else self.n
@@ -241,6 +247,7 @@ class VadStateMachine:
             self.pad_start = cut
             self.pause_start = None
             self.dip_start = None
+            self.after_change = False
         return out
 
     def cut(self, frame: int) -> list[FrameSegment]:
@@ -256,9 +263,10 @@ class VadStateMachine:
         ):
             return []
         pause, dip = self.pause_start, self.dip_start  # both after ``frame``: they stay open
-        out = [FrameSegment(f.start, f.end, False) for f in self._close(frame, truncated=True)]
+        out = [replace(f, truncated=False) for f in self._close(frame, truncated=True)]
         self.in_speech = True
         self.start = self.pad_start = frame
+        self.after_change = True
         self.pause_start, self.dip_start = pause, dip
         return out
 
@@ -267,12 +275,16 @@ class VadStateMachine:
         out: list[FrameSegment] = []
         if self._pending_end is not None:
             seg = self._pending_end
-            out.append(FrameSegment(seg.start, min(seg.end, self.n), seg.truncated))
+            out.append(replace(seg, end=min(seg.end, self.n)))
             self._pending_end = None
         if self.in_speech:
             end = self.pause_start if self.pause_start is not None else self.n
             if end - self.start >= self.min_speech:
-                out.append(FrameSegment(self.pad_start, min(end + self.pad, self.n), False))
+                out.append(
+                    FrameSegment(
+                        self.pad_start, min(end + self.pad, self.n), False, self.after_change
+                    )
+                )
             self.in_speech = False
         if out:
             self.last_end = out[-1].end
@@ -364,6 +376,7 @@ class StreamingVad:
             t_end=self._t0 + end_sample / SAMPLE_RATE,
             samples=self._audio[a:b].copy(),
             truncated=fs.truncated,
+            after_change=fs.after_change,
         )
         self._next_id += 1
         return seg
