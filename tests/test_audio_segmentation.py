@@ -80,25 +80,41 @@ def test_bad_window_is_one_line_error():
         SegmentationVad(SegmentationOptions(context_s=30.0))
 
 
-def test_speaker_changes_are_judged_with_their_own_right_context(model, shared_data):
+@pytest.mark.parametrize("recheck_s", [None, 0.0])  # None: the default (1.0 s)
+def test_speaker_changes_are_judged_with_their_own_right_context(shared_data, recheck_s):
     # Each change comes once the model has heard change_context_s after it (so it may be a
-    # frame whose speech score was returned earlier: the state machine cuts back there), each
-    # frame at most once; the sample's turn changes without a pause are found.
+    # frame whose speech score was returned earlier: the state machine cuts back there), and
+    # is judged again in each later run until it has change_recheck_s after it (so it may come
+    # again: the state machine ignores a cut it already made); with re-judging off, each frame
+    # comes at most once. The sample's turn changes without a pause are found either way.
+    from dataclasses import replace
+
     from edge_app.audio.sources import load_audio
 
+    options = SegmentationOptions()
+    if recheck_s is not None:
+        options = replace(options, change_recheck_s=recheck_s)
+    model = SegmentationVad(options)
     audio = load_audio(shared_data / "diarization" / "sample.wav")
-    model.reset()
-    ctx = int(round(model.options.change_context_s * SAMPLE_RATE / FRAME))
+    ctx = int(round(options.change_context_s * SAMPLE_RATE / FRAME))
+    recheck = int(round(options.change_recheck_s * SAMPLE_RATE / FRAME))
+    hop = int(round(options.hop_s * SAMPLE_RATE / FRAME))
     n = len(audio) // FRAME
     w = audio[: n * FRAME].reshape(n, FRAME)
     found = []
     for i in range(n):
         model.probabilities(w[i : i + 1])
-        for f in model.take_changes():
-            assert f + ctx <= i + 1  # never before its right context has arrived
-            found.append(f)
-    assert found == sorted(set(found))
-    t = (np.array(found) + 0.5) * FRAME / SAMPLE_RATE
+        got = model.take_changes()
+        assert got == sorted(set(got))  # one run per frame here: increasing, no repeats
+        for f in got:
+            # never before its right context has arrived, never after its last re-judging
+            assert ctx < i + 1 - f <= max(recheck, ctx + hop), (f, i)
+        found += got
+    if recheck_s == 0.0:
+        assert found == sorted(set(found))
+    else:
+        assert len(found) > len(set(found))  # judged again: some come more than once
+    t = (np.array(sorted(set(found))) + 0.5) * FRAME / SAMPLE_RATE
     # Reference: speaker91 -> speaker90 at 10.57-11.03 (overlap), 90 -> 91 at 14.49-14.7.
     assert any(10.5 <= x <= 11.2 for x in t) and any(14.4 <= x <= 14.9 for x in t)
 

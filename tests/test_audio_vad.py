@@ -222,6 +222,9 @@ def test_late_change_cuts_back_to_where_the_voice_changed():
     (a,) = sm.cut(at)
     assert (a.end, a.truncated) == (at, False)
     assert sm.cut(at + 3) == []  # the new segment is only 3 frames old
+    # Re-judged changes come again (SegmentationOptions.change_recheck_s): the same frame, or
+    # one before the cut already made, cuts nothing.
+    assert sm.cut(at) == [] and sm.cut(at - 5) == []
     out += sm.push(0.0) + [fs for p in seq((0.0, 1.0)) for fs in sm.push(p)]
     (b,) = out
     assert b.start == at and b.end == len(probs) + frames(0.1)  # on to the pause (+ pad)

@@ -99,10 +99,10 @@ class DiarizerOptions:
     # is not given wholly to that speaker when it holds this much speech and its voice is below
     # ``change_max_similarity`` to that speaker and below ``new_threshold`` to everyone else: it
     # enrolls a new speaker. Defaults: AMI pooled DER 32.2 -> 31.8 % (trn03's second person is
-    # found: 6.5 -> 3.7 %), sample unchanged (10.6 %). With speaker changes judged sooner and
-    # re-judged (SegmentationOptions change_context_s 0.25, change_recheck_s 1.0-1.5) it keeps
-    # the sample's two similar voices (CAM++ cosine 0.41-0.54) apart: 51 % -> 11.5-11.9 %
-    # (bench/bench_diarization.py, README "Voices").
+    # found: 6.5 -> 3.7 %), sample unchanged (10.6 %). With speaker changes re-judged
+    # (SegmentationOptions.change_recheck_s 1.0-1.5 s, default 1.0) it keeps the sample's two
+    # similar voices (CAM++ cosine 0.41-0.54) apart: 51 % -> 11.4-11.9 % (also with changes
+    # judged sooner, change_context_s 0.25; bench/bench_diarization.py, README "Voices").
     change_enroll_s: float = 0.5
     change_max_similarity: float = 0.45
 

@@ -24,10 +24,12 @@ Speaker changes (``take_changes()``, read by ``StreamingVad``): inside each run'
 frame whose dominant single voice (p >= 0.5 among the model's local speakers) differs from the
 voice that dominated the previous 1.2 s (at least 0.3 s of it) is a change. A frame is judged
 once it has ``change_context_s`` of right context in the window (the model needs to hear some
-of the new voice), which may be after its speech probability went to the state machine: the
-state machine then cuts the open segment back at that frame (``VadStateMachine.cut``). So a turn
-that ends where another voice takes over, with no pause (overlap, quick reply), is handed on
-``change_context_s`` + up to one hop after its end, not at the end of the stretch of speech
+of the new voice), and again in each later run until it has ``change_recheck_s`` (a voice first
+taken for the previous one is told apart later), which may be after its speech probability
+went to the state machine: the state machine then cuts the open segment back at that frame
+(``VadStateMachine.cut``). So a turn that ends where another voice takes over, with no pause
+(overlap, quick reply), is handed on ``change_context_s`` (up to ``change_recheck_s``) + up to
+one hop after its end, not at the end of the stretch of speech
 (``max_segment_s``). Local speaker labels are only consistent inside one window, so this needs
 no matching across windows. On the sample the change cut lowers DER from 16.7 to 13.0 %
 (confusion at turn changes inside a segment), on AMI it is neutral (34.0 vs 33.9 %).
@@ -71,20 +73,24 @@ class SegmentationOptions:
     # lookahead_s: the model tells a new voice from the old one only after hearing some of it).
     # A change found for a frame already passed to the VAD state machine cuts the open segment
     # back there (VadStateMachine.cut), so the turn before it is handed on this long (+ up to
-    # one hop) after its end, not at the end of the whole stretch of speech. 0.5 s: AMI DER
-    # 33.5 %, sample 10.5 %. 0.25 s is 0.16 s sooner at the same DER (33.3 / 10.5 %) but on the
-    # face test clip (tests/fixtures/two_speakers.mp4, the sample's conversation) its turns
-    # bind fewer faces; 0.375 s lets the diarizer merge the clip's two people; 0.125 s or less
-    # is worse on the sample (14 %). The online diarizer is that sensitive to where the early
-    # turns of this conversation are cut.
-    change_context_s: float = 0.5
+    # one hop) after its end, not at the end of the whole stretch of speech. 0.375 s (with the
+    # recheck below and the diarizer's rule 6; bench/bench_diarization.py): the sample's turns
+    # are handed on a median 0.42 s after their end (0.58 s at 0.5 s) at the same DER (AMI
+    # 31.2 %, sample 11.6 %); 0.25 s: 0.38 s, AMI 31.4 %, sample 11.6 %; 0.125 s: sample 15.5 %.
+    # Before rule 6 and the face binder's chance check, 0.25-0.375 s merged the sample's two
+    # people or cut the face test clip's second person's first turn under the binder's minimum
+    # evidence (tests/fixtures/two_speakers.mp4; README "Voices").
+    change_context_s: float = 0.375
     # ...and frames are judged again in every later run until they have this much right
     # context (a voice the model first takes for the previous one is told apart later; a frame
-    # judged once when <= change_context_s). Off: on the sample 1.25 s finds the change a turn
-    # that ends inside a segment waits for (segment wait p95 0.98 vs 1.31 s, max 1.25 vs
-    # 1.84 s), but 1.0 or 1.5 s put the cut where the online diarizer merges the two people
-    # (sample DER 51 %); AMI is 33.0 % with any of them.
-    change_recheck_s: float = 0.5
+    # judged once when <= change_context_s): a turn that ends inside a segment no longer waits
+    # for that segment's end. 1.0 s (with the diarizer's rule 6; at a 0.5-s change context;
+    # bench/bench_diarization.py): AMI pooled DER 31.8 -> 31.2 % (both halves lower), sample
+    # 10.6 -> 11.6 %, the sample's turn wait p95 1.37 -> 0.90 s (median 0.54 -> 0.58 s).
+    # 1.25 / 1.5 / 2.0 s: AMI 31.2 %, sample 11.4 / 11.8 / 10.5 %, wait p95 1.02 / 1.08 /
+    # 1.67 s; 0.75 s is the same as off. (Before rule 6, 1.0 and 1.5 s merged the sample's two
+    # people: 51 %.)
+    change_recheck_s: float = 1.0
     # p(two speakers) of a frame = the mean over every run whose window held it so far (up to
     # context_s / hop_s runs), not only the first run's (the frame at the window's right edge,
     # with no right context): the overlap turns of a segment are read when it is handed on,
@@ -141,9 +147,12 @@ class SegmentationVad:
 
     def take_changes(self) -> list[int]:
         """Frames (indices from the stream start) where another voice took over, found since
-        the last call, in increasing order. Each frame is judged once, as soon as the model has
-        seen ``change_context_s`` after it: it may be a frame whose probability was returned
-        earlier (the state machine then cuts back there) or one still to come."""
+        the last call, in increasing order. A frame is judged as soon as the model has seen
+        ``change_context_s`` after it, and again in each later run until it has
+        ``change_recheck_s`` after it, so it may come again in a later call (the state machine
+        ignores a cut it already made: ``VadStateMachine.cut``). It may be a frame whose
+        probability was returned earlier (the state machine then cuts back there) or one still
+        to come."""
         out, self._changes = self._changes, []
         return out
 

@@ -169,6 +169,11 @@ class VisualHistory:
         return len(self._times)
 
     @property
+    def first_t(self) -> float | None:
+        """The oldest frame still kept."""
+        return self._times[0] if self._times else None
+
+    @property
     def last_t(self) -> float | None:
         return self._times[-1] if self._times else None
 
