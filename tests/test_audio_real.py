@@ -181,6 +181,30 @@ def test_whisper_transcribes_synthesized_speech_with_word_times(tmp_path):
         prev = w.t_start
 
 
+def test_whisper_gives_the_same_words_for_the_same_segments(shared_data):
+    """A segment whose greedy text Whisper rejects (the sample's 10.27-11.26 s, two voices) is
+    decoded again by sampling; with the seed (AsrOptions.seed) a fresh transcriber given the
+    same segments in the same order gives the same words, so two replays of a file agree."""
+    from edge_app.audio.asr import AsrOptions, WhisperTranscriber
+    from edge_app.audio.sources import load_audio
+
+    audio = load_audio(shared_data / "diarization" / "sample.wav")
+    a, b = 10.272, 11.264
+    seg = SpeechSegment(3, a, b, audio[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)])
+
+    def texts() -> list[str]:
+        asr = WhisperTranscriber(AsrOptions())
+        return [asr.transcribe(seg).text for _ in range(4)]
+
+    first = texts()
+    assert texts() == first and all(first), first
+    # The fallback did sample here (a temperature above 0 was used).
+    parts, _ = WhisperTranscriber(AsrOptions()).model.transcribe(
+        seg.samples, language="en", beam_size=1, condition_on_previous_text=False
+    )
+    assert max(p.temperature for p in parts) > 0
+
+
 def test_missing_asr_model_is_one_clear_error(tmp_path):
     from edge_app.audio.asr import AsrError, AsrOptions, WhisperTranscriber
 

@@ -8,8 +8,9 @@ API::
 - ``AsrOptions.model``: None (the registry's "asr" directory, overridable with --asr-model /
   MLSAN_MODEL_ASR), a CTranslate2 model directory, or a size name ("tiny.en", "base", ...) that
   must already be in the local Hugging Face cache: nothing is downloaded at run time.
-- int8 on CPU by default, greedy decoding (``beam_size=1``), no VAD filter (our VAD already cut
-  the segment), no conditioning on previous text (segments are independent; avoids loops).
+- int8 on CPU by default, greedy decoding (``beam_size=1``) with Whisper's sampling fallback,
+  seeded (``AsrOptions.seed``: a replay gives the same words), no VAD filter (our VAD already
+  cut the segment), no conditioning on previous text (segments are independent; avoids loops).
 - Voice-emotion features come from the same pass: the Whisper encoder output that decoding
   used is captured (``mlsan.voice_features.capture_encoder``) and kept per segment in
   ``voice_states`` (the last ``VOICE_STATES_KEPT`` segments; ``voice_states.get(segment_id)`` ->
@@ -45,6 +46,14 @@ class AsrOptions:
     beam_size: int = 1
     language: str | None = "en"  # None: detect (multilingual models only)
     word_timestamps: bool = True
+    # Whisper decodes again by sampling (temperature 0.2, 0.4, ...) when the greedy text looks
+    # wrong (low log-probability, repetition), which made two --fast replays of one file give
+    # different words. CTranslate2's sampler is seeded with this before the model is loaded, so
+    # the same segments in the same order give the same words. Greedy only instead (no
+    # fallback) was worse: espeak-ng MELD test utterances WER 24.8 -> 31.2 %, and a live segment
+    # of the AMI excerpts became "Thanks for watching. Thanks for watching."; a beam-5 retry
+    # instead looped on another ("a little bit of a little bit of ...").
+    seed: int = 0
 
 
 def resolve_model(model: str | None) -> str:
@@ -91,6 +100,10 @@ class WhisperTranscriber:
 
         self.options = options
         path = resolve_model(options.model)
+        import ctranslate2
+
+        # Before the model's worker threads first sample: each seeds its generator once.
+        ctranslate2.set_random_seed(options.seed)
         try:
             self.model = WhisperModel(
                 path,
