@@ -205,8 +205,12 @@ class FaceVoiceBinder:
     def _voice_activity(self, speaker_id: str, times: np.ndarray) -> np.ndarray:
         """(n,) 1.0 where ``speaker_id`` is in one of its turns at ``times``, else 0.0."""
         voice = np.zeros(len(times))
+        if len(times) == 0:
+            return voice
+        lo, hi = float(times.min()), float(times.max())
         for a, b in self._turns[speaker_id]:
-            voice[(times >= a) & (times <= b)] = 1.0
+            if b >= lo and a <= hi:  # only the turns that reach the window (cost: the check)
+                voice[(times >= a) & (times <= b)] = 1.0
         return voice
 
     def _candidate(self, speaker_id: str, exclude: set[int]) -> Binding:
