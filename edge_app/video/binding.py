@@ -160,14 +160,19 @@ class FaceVoiceBinder:
             speech_s = min(t_end - t_start, opt.max_turn_weight_s)
             evidence.decay(opt.decay)
             evidence.total += speech_s
-            shifts = self._null_shifts(speaker_id, history, times, voice)
+            # shift -> the speaker's voice over the window, sampled at the frames d earlier
+            # (the same for every track: computed once)
+            voice_at = {
+                d: self._voice_activity(speaker_id, history.frame_times(w0 - d, w1 - d) + d)
+                for d in self._null_shifts(speaker_id, history, times, voice)
+            }
             for track_id in history.track_ids(w0, w1):
-                r = self._correlation(speaker_id, history, track_id, w0, w1, 0.0)
+                r = self._correlation(history, track_id, w0, w1, voice)
                 if r is None:
                     continue
                 evidence.add(track_id, r, speech_s)
-                for d in shifts:
-                    rd = self._correlation(speaker_id, history, track_id, w0, w1, d)
+                for d, voice_d in voice_at.items():
+                    rd = self._correlation(history, track_id, w0 - d, w1 - d, voice_d)
                     if rd is not None:
                         evidence.add_shifted(track_id, d, rd, speech_s)
         self._decide()
@@ -189,15 +194,14 @@ class FaceVoiceBinder:
         return out
 
     def _correlation(
-        self, speaker_id: str, history: VisualHistory, track_id: int, w0: float, w1: float, d: float
+        self, history: VisualHistory, track_id: int, t0: float, t1: float, voice: np.ndarray
     ) -> float | None:
-        """Seen-weighted correlation of the track's mouth over [w0 - d, w1 - d] with the
-        speaker's voice activity over [w0, w1]; None when the face is seen too little."""
-        times, mouth = history.mouth_series(track_id, w0 - d, w1 - d)
+        """Seen-weighted correlation of the track's mouth over the frames of [t0, t1] with
+        ``voice`` (one value per such frame); None when the face is seen too little."""
+        _, mouth = history.mouth_series(track_id, t0, t1)
         seen = ~np.isnan(mouth)
-        if len(times) < 3 or seen.mean() < self.options.min_visible:
+        if len(mouth) < 3 or seen.mean() < self.options.min_visible:
             return None
-        voice = self._voice_activity(speaker_id, times + d)
         # None: the voice is constant over the frames where this face is seen, or the mouth
         # never moves; either way no support.
         return (pearson(mouth[seen], voice[seen]) or 0.0) * float(seen.mean())
