@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+# Knob prefix -> the SegmentationOptions field it sets, in seconds (-recheckS, -ccS).
+SEGMENTATION_KNOBS = {"recheck": "change_recheck_s", "cc": "change_context_s"}
 BACKENDS = {"ort": "onnxruntime", "torch": "torch", "auto": "auto", "trt": "tensorrt"}
 
 
@@ -91,17 +93,10 @@ def run_config(name: str, audio: Path, context: int) -> dict:
                 ),
             )
             continue
-        if knob.startswith("recheck"):  # judge speaker changes again up to N s of context
-            audio_opts = replace(
-                audio_opts,
-                segmentation=replace(audio_opts.segmentation, change_recheck_s=float(knob[7:])),
-            )
-            continue
-        if knob.startswith("cc"):  # right context before a speaker change is judged (seconds)
-            audio_opts = replace(
-                audio_opts,
-                segmentation=replace(audio_opts.segmentation, change_context_s=float(knob[2:])),
-            )
+        prefix = next((k for k in SEGMENTATION_KNOBS if knob.startswith(k)), None)
+        if prefix is not None:
+            value = {SEGMENTATION_KNOBS[prefix]: float(knob[len(prefix) :])}
+            audio_opts = replace(audio_opts, segmentation=replace(audio_opts.segmentation, **value))
             continue
         if knob.startswith("seg"):
             seg = float(knob[3:])
