@@ -19,9 +19,10 @@ hands its segment on (median, p95, max; AMI and sample), the part of the live la
 not depend on the CPU's speed (bench_live.py measures the whole).
 
 HONESTY: the new defaults were chosen on these same eleven files (there is no other labelled
-meeting audio here). ``--halves`` shows how much that matters: for each of the three tuned
-knobs (VAD threshold, cluster threshold, overlap threshold), the value best on AMI half A
-(trn00-04) is scored on half B (trn05-09) and vice versa, next to the defaults.
+meeting audio here). ``--halves`` shows how much that matters: for each of four tuned knobs
+(VAD threshold, cluster threshold, overlap threshold, the threshold at which segment edges
+grow when re-judged), the value best on AMI half A (trn00-04) is scored on half B (trn05-09)
+and vice versa, next to the defaults.
 ``--gallery``: enroll the people of trn00, trn06, trn07; replay files with other people (trn04,
 trn05) and with the same people (trn03, trn08, trn09); count stored ids given to the wrong /
 right person.
@@ -181,6 +182,10 @@ def halves(refs) -> dict:
         ],
         "overlap.threshold": [
             (v, replace(base, overlap=replace(base.overlap, threshold=v))) for v in (0.2, 0.3, 0.5)
+        ],
+        "vad.grow_threshold": [  # None: segment edges not re-judged
+            (v, replace(base, vad=replace(base.vad, grow_threshold=v)))
+            for v in (None, 0.7, 0.8, 0.9)
         ],
     }
     stages = AudioStages.load(base)

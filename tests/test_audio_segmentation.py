@@ -152,3 +152,43 @@ def test_overlap_mean_over_runs_finds_more_overlap_on_real_meetings(shared_data)
     a = model.overlap(0, n)
     frames_of(model, audio, 7)
     np.testing.assert_allclose(a, model.overlap(0, n), atol=1e-5)
+
+
+def test_regrown_edges_find_more_speech_on_real_meetings(shared_data):
+    """Segment edges re-judged at hand-on (``VadOptions.grow_threshold``, on by default) against
+    the first scores alone, frame by frame on four AMI excerpts: less speech missed, no more
+    false alarm. Measured: missed 8.90 -> 7.68 s, false alarm 1.76 s both (all ten excerpts:
+    16.29 -> 14.46 s missed, 8.22 -> 8.54 s false alarm). Segments stay disjoint."""
+    from edge_app.audio.scoring import read_rttm
+    from edge_app.audio.sources import load_audio
+
+    ami = shared_data / "diarization" / "ami"
+    refs = read_rttm(ami / "train.rttm")
+    model = SegmentationVad(SegmentationOptions())
+    errors = {}
+    for grow in (None, VadOptions().grow_threshold):
+        missed = false_alarm = 0.0
+        for uri in ("trn06", "trn07", "trn08", "trn09"):
+            audio = load_audio(ami / f"{uri}.wav")
+            vad = StreamingVad(VadOptions(grow_threshold=grow), model)
+            vad.reset()
+            step = SAMPLE_RATE // 10
+            segs = []
+            for i in range(0, len(audio), step):
+                segs += vad.process(AudioChunk(i / SAMPLE_RATE, audio[i : i + step]))
+            segs += vad.flush()
+            for a, b in zip(segs, segs[1:], strict=False):
+                assert a.t_end <= b.t_start + 1e-9
+            n = len(audio) // FRAME
+            t = (np.arange(n) + 0.5) * FRAME / SAMPLE_RATE
+            found = np.zeros(n, bool)
+            voices = np.zeros(n, int)
+            for s in segs:
+                found |= (t >= s.t_start) & (t < s.t_end)
+            for seg, _, _ in refs[uri].itertracks(yield_label=True):
+                voices += (t >= seg.start) & (t < seg.end)
+            missed += ((voices > 0) & ~found).sum() * FRAME / SAMPLE_RATE
+            false_alarm += ((voices == 0) & found).sum() * FRAME / SAMPLE_RATE
+        errors[grow] = (missed, false_alarm)
+    (missed0, fa0), (missed, fa) = errors[None], errors[VadOptions().grow_threshold]
+    assert missed <= 7.7 and missed <= missed0 - 1.2 and fa <= fa0 + 0.05, errors

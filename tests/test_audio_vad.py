@@ -280,3 +280,86 @@ def test_turn_ending_inside_continuous_speech_is_emitted_at_its_own_end():
     assert now - first.t_end <= context_s + 0.1 + F
     assert rest and abs(rest[0][1].t_start - first.t_end) < 1e-9  # contiguous, nothing lost
     assert rest[0][1].after_change and not first.after_change  # carried to the SpeechSegment
+
+
+class _RejudgedModel:
+    """A fake frame model whose later runs score frames differently from the first run (as
+    SegmentationVad does with more right context): ``first`` is what ``probabilities`` returns,
+    ``later`` what ``speech`` returns once a frame has been scored."""
+
+    def __init__(self, first, later) -> None:
+        self.first, self.later = np.asarray(first, np.float32), np.asarray(later, np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = 0
+
+    def probabilities(self, windows):
+        a, self.n = self.n, self.n + len(windows)
+        return self.first[a : self.n]
+
+    def speech(self, first: int, last: int):
+        out = np.zeros(last - first, np.float32)
+        hi = min(last, self.n)
+        out[: max(0, hi - first)] = self.later[first:hi]
+        return out
+
+    def flush(self):
+        return np.zeros(0, np.float32)
+
+
+def _stream(vad, n_frames: int):
+    audio = np.zeros(n_frames * FRAME, np.float32)
+    chunk = FRAME * 3
+    out = []
+    for i in range(0, len(audio), chunk):
+        out += vad.process(AudioChunk(i / SAMPLE_RATE, audio[i : i + chunk]))
+    return out + vad.flush()
+
+
+@pytest.mark.parametrize("grow", [None, 0.8])
+def test_segment_edges_grow_where_later_scores_say_speech(grow):
+    from edge_app.audio.vad import StreamingVad
+
+    # (first score, later score, seconds): an onset first scored low, speech, a soft ending
+    # first scored as pause, silence; and, apart, a later-speech blip that touches nothing.
+    parts = [
+        (0.1, 0.1, 0.5),
+        (0.1, 0.9, 0.1),  # blip: not next to the segment (a low frame in between)
+        (0.1, 0.1, 0.2),
+        (0.3, 0.9, 0.7),  # onset: 0.7 s, more than grow_s (0.5 s) of it
+        (0.9, 0.9, 1.0),
+        (0.3, 0.85, 0.2),  # soft ending
+        (0.1, 0.1, 1.0),
+    ]
+    first = [p for p, _, s in parts for _ in range(frames(s))]
+    later = [q for _, q, s in parts for _ in range(frames(s))]
+    opts = VadOptions(**{**OPTS, "pad_s": 0.0, "grow_threshold": grow, "grow_s": 0.5})
+    (seg,) = _stream(StreamingVad(opts, _RejudgedModel(first, later)), len(first))
+    bounds = np.cumsum([frames(s) for _, _, s in parts]) * F
+    speech_at, end_at = bounds[3], bounds[4]
+    if grow is None:
+        assert (seg.t_start, seg.t_end) == pytest.approx((speech_at, end_at), abs=1e-6)
+    else:  # 0.5 s back (not the whole onset, not the blip), the whole 0.2-s soft ending
+        assert seg.t_start == pytest.approx(speech_at - frames(0.5) * F, abs=1e-6)
+        assert seg.t_end == pytest.approx(end_at + frames(0.2) * F, abs=1e-6)
+    assert len(seg.samples) == round((seg.t_end - seg.t_start) * SAMPLE_RATE)
+
+
+def test_grown_edges_never_enter_a_neighbouring_segment():
+    from edge_app.audio.vad import StreamingVad
+
+    # Two stretches of speech 0.4 s apart whose gap the later scores call speech throughout:
+    # the first segment's end takes the gap (up to grow_s), the second's start cannot go back
+    # past it; a 6-s cut inside continuous speech stays where it is.
+    parts = [(0.1, 0.1, 0.5), (0.9, 0.9, 1.0), (0.1, 0.95, 0.4), (0.9, 0.9, 7.0), (0.1, 0.1, 1.0)]
+    first = [p for p, _, s in parts for _ in range(frames(s))]
+    later = [q for _, q, s in parts for _ in range(frames(s))]
+    opts = VadOptions(**{**OPTS, "pad_s": 0.0, "grow_threshold": 0.8, "max_segment_s": 6.0})
+    segs = _stream(StreamingVad(opts, _RejudgedModel(first, later)), len(first))
+    assert len(segs) == 3
+    for a, b in zip(segs, segs[1:], strict=False):
+        assert a.t_end <= b.t_start + 1e-9
+        assert len(a.samples) == round((a.t_end - a.t_start) * SAMPLE_RATE)
+    assert segs[0].t_end == pytest.approx(segs[1].t_start, abs=1e-6)  # the gap went to one
+    assert segs[1].truncated and segs[2].t_start == pytest.approx(segs[1].t_end, abs=1e-6)

@@ -38,6 +38,8 @@ Overlap (``overlap(first, last)``, read by the speaker stage when a segment is h
 run scores p(two speakers) for every frame of its window; a frame's value is the mean over all
 runs that held it so far (``overlap_mean``), since the first run sees it at the right edge with
 no right context (AMI, frame by frame at 0.3: recall 0.39 -> 0.54, precision 0.83 -> 0.94).
+The speech probability is logged the same way (``speech(first, last)``): ``StreamingVad`` reads
+it when a segment is handed on, to re-judge the segment's edges (``VadOptions.grow_threshold``).
 
 Cost: one run on 5 s of audio is about 12 ms on one CPU thread, so with ``hop_s`` 0.5 about
 0.025 s of CPU per second of audio.
@@ -130,7 +132,7 @@ class SegmentationVad:
         self.runs = 0  # model runs so far (cost accounting)
         self.reset()
 
-    KEEP_OVERLAP = 4000  # frames of overlap probability kept (128 s)
+    KEEP_LOG = 4000  # frames of speech / overlap probability kept (128 s)
 
     def reset(self) -> None:
         self._buf = np.zeros(0, np.float32)  # audio from frame _buf0 to the newest (_n)
@@ -138,10 +140,11 @@ class SegmentationVad:
         self._n = 0  # 32-ms frames received
         self._scored = 0  # frames whose probability was returned
         self._lock = threading.Lock()  # the overlap log is read from the voice thread
-        # p(two speakers) of frames [_ovl0, _scored): sum and number of the runs' estimates
-        self._ovl_sum = np.zeros(0, np.float64)
-        self._ovl_n = np.zeros(0, np.int32)
-        self._ovl0 = 0
+        # (p(speech), p(two speakers)) of frames [_log0, _scored): sum and number of the runs'
+        # estimates; shapes (k, 2) and (k,)
+        self._log_sum = np.zeros((0, 2), np.float64)
+        self._log_n = np.zeros(0, np.int32)
+        self._log0 = 0
         self._changes: list[int] = []  # frames of speaker changes found, not yet taken
         self._chg_next = 0  # first frame whose change flag has not been read yet
 
@@ -158,12 +161,21 @@ class SegmentationVad:
 
     def overlap(self, first: int, last: int) -> np.ndarray:
         """p(two or more speakers) of 32-ms frames [first, last) (0 where not known)."""
+        return self._logged(first, last, 1)
+
+    def speech(self, first: int, last: int) -> np.ndarray:
+        """p(speech) of 32-ms frames [first, last), re-judged: the mean over every run that held
+        the frame so far (with ``overlap_mean``; else the first run's), so with more right
+        context than :meth:`probabilities` gave it (0 where not known)."""
+        return self._logged(first, last, 0)
+
+    def _logged(self, first: int, last: int, column: int) -> np.ndarray:
         out = np.zeros(max(0, last - first), np.float32)
         with self._lock:
-            a, b = max(first, self._ovl0), min(last, self._ovl0 + len(self._ovl_sum))
+            a, b = max(first, self._log0), min(last, self._log0 + len(self._log_n))
             if b > a:
-                i, j = a - self._ovl0, b - self._ovl0
-                out[a - first : b - first] = self._ovl_sum[i:j] / self._ovl_n[i:j]
+                i, j = a - self._log0, b - self._log0
+                out[a - first : b - first] = self._log_sum[i:j, column] / self._log_n[i:j]
         return out
 
     def _speech(self, upto: int, end: int) -> np.ndarray:
@@ -187,33 +199,34 @@ class SegmentationVad:
         want = (np.arange(self._scored, upto) + 0.5) * FRAME / SAMPLE_RATE
         self._find_changes(probs, start_s, end)
         out = np.interp(want, centres, speech).astype(np.float32)
-        self._log_overlap(two, centres, start_s, upto)
+        self._log(np.stack([speech, two], axis=1), centres, start_s, upto)
         self._scored = upto
         return out
 
-    def _log_overlap(self, two: np.ndarray, centres: np.ndarray, start_s: float, upto: int) -> None:
-        """Append frames [_scored, upto) to the overlap log and, with ``overlap_mean``, fold
-        this run's estimate into the older frames its window holds (running mean)."""
+    def _log(self, values: np.ndarray, centres: np.ndarray, start_s: float, upto: int) -> None:
+        """Append frames [_scored, upto) of this run's (model frames, 2) ``values`` to the log
+        and, with ``overlap_mean``, fold this run's estimate into the older frames its window
+        holds (running mean)."""
         step = FRAME / SAMPLE_RATE
         lo = self._scored  # first frame this run estimates
         if self.options.overlap_mean:  # ...back to the window's first frame still logged
             first_in_window = int(np.ceil(start_s / step - 0.5))
-            lo = min(self._scored, max(self._ovl0, first_in_window, 0))
-        frames = np.arange(lo, upto)
-        vals = np.interp((frames + 0.5) * step, centres, two)
+            lo = min(self._scored, max(self._log0, first_in_window, 0))
+        t = (np.arange(lo, upto) + 0.5) * step
+        vals = np.stack([np.interp(t, centres, values[:, k]) for k in range(2)], axis=1)
         new = upto - self._scored
         with self._lock:
             old = self._scored - lo  # frames already logged that this run re-estimates
             if old:
-                at = lo - self._ovl0
-                self._ovl_sum[at:] += vals[:old]
-                self._ovl_n[at:] += 1
-            self._ovl_sum = np.concatenate([self._ovl_sum, vals[old:]])
-            self._ovl_n = np.concatenate([self._ovl_n, np.ones(new, np.int32)])
-            if len(self._ovl_sum) > self.KEEP_OVERLAP:
-                cut = len(self._ovl_sum) - self.KEEP_OVERLAP
-                self._ovl0 += cut
-                self._ovl_sum, self._ovl_n = self._ovl_sum[cut:], self._ovl_n[cut:]
+                at = lo - self._log0
+                self._log_sum[at:] += vals[:old]
+                self._log_n[at:] += 1
+            self._log_sum = np.concatenate([self._log_sum, vals[old:]])
+            self._log_n = np.concatenate([self._log_n, np.ones(new, np.int32)])
+            if len(self._log_n) > self.KEEP_LOG:
+                cut = len(self._log_n) - self.KEEP_LOG
+                self._log0 += cut
+                self._log_sum, self._log_n = self._log_sum[cut:], self._log_n[cut:]
 
     def _find_changes(self, probs: np.ndarray, start_s: float, end: int) -> None:
         """Speaker changes of the frames that now have ``change_context_s`` of right context
