@@ -30,7 +30,8 @@ one (voice features from the ASR's encoder pass), to show what voice costs; ``-l
 speech detection before issue 12's change (0.25 s look-ahead, speaker changes judged with it);
 ``-recheckS`` judges speaker changes again until they have S seconds of right context
 (``SegmentationOptions.change_recheck_s``); ``-ccS`` judges a speaker change once it has S
-seconds of right context (``SegmentationOptions.change_context_s``).
+seconds of right context (``SegmentationOptions.change_context_s``); ``-nogrow`` hands segments on
+with their first-score edges (``VadOptions.grow_threshold=None``).
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
 ``load_avg_1m_before`` is recorded because the CPU may be shared with other work.
 """
@@ -92,6 +93,9 @@ def run_config(name: str, audio: Path, context: int) -> dict:
                     change_recheck_s=0,
                 ),
             )
+            continue
+        if knob == "nogrow":  # segment edges not re-judged at hand-on (VadOptions)
+            audio_opts = replace(audio_opts, vad=replace(audio_opts.vad, grow_threshold=None))
             continue
         prefix = next((k for k in SEGMENTATION_KNOBS if knob.startswith(k)), None)
         if prefix is not None:
