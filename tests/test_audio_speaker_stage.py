@@ -50,3 +50,42 @@ def test_only_a_segment_after_a_change_cut_names_the_voice_before():
     stage.process(_seg(3, 6.0, 12.0, after_change=True))
     stage.process(_seg(4, 12.0, 13.0))  # touches 3, but 3 was cut at the maximum length
     assert d.given == [None, "spk1", None, "spk3", None]
+
+
+class _TwoVoiceDiarizer:
+    """One segment, two turns: spk1 then spk2 at ``change``."""
+
+    def __init__(self, change: float) -> None:
+        self.change = change
+
+    def process(self, voice: SegmentVoice, not_speaker: str | None = None) -> list[SpeakerTurn]:
+        e = voice.embedding
+        return [
+            SpeakerTurn(voice.segment_id, voice.t_start, self.change, "spk1", e, 1.0, True),
+            SpeakerTurn(voice.segment_id, self.change, voice.t_end, "spk2", e, 1.0, True),
+        ]
+
+    def resolve(self, sid: str) -> str:
+        return sid
+
+
+def test_an_overlap_turn_never_names_the_speaker_already_talking():
+    # Two voices at once over 1.5-3.0 s, across the change spk1 -> spk2 at 2.0 s. The run's
+    # middle (2.25 s) is spk2's, so its other voice is spk1; but over 1.5-2.0 s spk1 is the
+    # main speaker: the other voice there is spk2 (one turn each side of the change).
+    def overlap_source(t0: float, t1: float):
+        t = t0 + (np.arange(int(round((t1 - t0) / 0.032))) + 0.5) * 0.032
+        return t0, ((t >= 1.5) & (t < 3.0)).astype(np.float32)
+
+    stage = SpeakerStage(_Embedder(), _TwoVoiceDiarizer(2.0), OverlapOptions(), overlap_source)
+    turns, extra = stage.process_split(_seg(0, 0.0, 4.0))
+    assert [(t.speaker_id, t.t_start, t.t_end) for t in turns] == [
+        ("spk1", 0.0, 2.0),
+        ("spk2", 2.0, 4.0),
+    ]
+    got = [(o.speaker_id, round(o.t_start, 1), round(o.t_end, 1)) for o in extra]  # 32-ms frames
+    assert got == [("spk2", 1.5, 2.0), ("spk1", 2.0, 3.0)]
+    for o in extra:
+        for t in turns:
+            if t.t_start < o.t_end and o.t_start < t.t_end:
+                assert t.speaker_id != o.speaker_id

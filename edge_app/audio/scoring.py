@@ -23,11 +23,12 @@ def read_rttm(path: str | Path, shift: float = 0.0) -> dict:
     from pyannote.core import Annotation, Segment
 
     refs: dict[str, Annotation] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
         f = line.split()
         if f and f[0] == "SPEAKER":
             t0 = float(f[3]) + shift
-            refs.setdefault(f[1], Annotation(uri=f[1]))[Segment(t0, t0 + float(f[4]))] = f[7]
+            # One track per line (see ``hypothesis``): two people with the same times both count.
+            refs.setdefault(f[1], Annotation(uri=f[1]))[Segment(t0, t0 + float(f[4])), i] = f[7]
     return refs
 
 
@@ -37,9 +38,11 @@ def hypothesis(turns: Iterable, rename: Callable[[str], str] | None = None):
     from pyannote.core import Annotation, Segment
 
     hyp = Annotation()
-    for t in turns:
+    for i, t in enumerate(turns):
         if t.t_end > t.t_start:
-            hyp[Segment(t.t_start, t.t_end)] = rename(t.speaker_id) if rename else t.speaker_id
+            # One track per turn: ``hyp[segment] = label`` alone would use one default track,
+            # so an overlap turn with the same start and end as a main turn would replace it.
+            hyp[Segment(t.t_start, t.t_end), i] = rename(t.speaker_id) if rename else t.speaker_id
     return hyp
 
 

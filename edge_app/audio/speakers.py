@@ -14,9 +14,11 @@ time output misses all of it): where the segmentation model gives p(two speakers
 ``threshold`` for at least ``min_s``, a second turn is added for the speaker of the nearest
 other turn in time (this segment's or the last ``history_s`` seconds'): the usual heuristic
 (the other voice in an overlap is mostly the one just before or just after). A run that has no
-such speaker is left alone. Overlap turns come after the segment's own turns, so a transcript's
-words go to the main speaker first (``utterances.split_words`` takes the first turn holding a
-word).
+such speaker is left alone. A run that reaches into a turn of that other speaker (the two
+voices swap roles inside it) gives that part to the run's main speaker instead: an overlap turn
+never names the speaker already talking there. Overlap turns come after the segment's own
+turns, so a transcript's words go to the main speaker first (``utterances.split_words`` takes
+the first turn holding a word).
 
 A segment that starts where the speech detection cut the previous one at a change of voice
 (``SpeechSegment.after_change``) is passed to the diarizer with the previous segment's last
@@ -108,16 +110,25 @@ class SpeakerStage:
             if not others:
                 continue
             near = min(others, key=lambda t: max(t.t_start - b, a - t.t_end, 0.0))
-            out.append(
-                SpeakerTurn(
-                    segment_id=segment.segment_id,
-                    t_start=a,
-                    t_end=b,
-                    speaker_id=resolve(near.speaker_id),
-                    embedding=near.embedding,
-                    similarity=0.0,  # not measured: inferred from the neighbour
-                    is_new=False,
-                    name=near.name,
+            near_id = resolve(near.speaker_id)
+            # One turn per main turn under the run: where the run reaches into a main turn of
+            # the second speaker itself (the two voices swapped roles), the other voice there
+            # is the run's main speaker.
+            for under in turns:
+                lo, hi = max(a, under.t_start), min(b, under.t_end)
+                if hi <= lo:
+                    continue
+                other = main if resolve(under.speaker_id) == near_id else near
+                out.append(
+                    SpeakerTurn(
+                        segment_id=segment.segment_id,
+                        t_start=lo,
+                        t_end=hi,
+                        speaker_id=resolve(other.speaker_id),
+                        embedding=other.embedding,
+                        similarity=0.0,  # not measured: inferred from the neighbour
+                        is_new=False,
+                        name=other.name,
+                    )
                 )
-            )
         return out
