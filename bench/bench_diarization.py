@@ -254,22 +254,19 @@ def perturbed(refs, seeds: int, level: float = 1e-6) -> dict:
     import soundfile as sf
 
     from edge_app.audio.sources import load_audio
+    from edge_app.messages import SAMPLE_RATE
 
     stages = AudioStages.load(AudioPipelineOptions())
+    audio = {uri: load_audio(wav_of(uri)) for uri in AMI}
     out = {"level_rms": level, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
             rows = {}
-            for uri in AMI:
-                x = load_audio(wav_of(uri))
+            for uri, x in audio.items():
                 path = Path(tmp) / f"{uri}.wav"
-                sf.write(
-                    path,
-                    x + rng.normal(0.0, level, len(x)).astype(np.float32),
-                    16000,
-                    subtype="FLOAT",
-                )
+                noise = rng.normal(0.0, level, len(x)).astype(np.float32)
+                sf.write(path, x + noise, SAMPLE_RATE, subtype="FLOAT")
                 r = process_file(path, stages)
                 rows[uri] = score(refs[uri], r.all_turns, r.duration)
             out["runs"].append(

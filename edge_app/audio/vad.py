@@ -354,6 +354,10 @@ class StreamingVad:
         self.options = options
         self.model = model if model is not None else SileroVad()
         self.machine = VadStateMachine(options)
+        # Frames a segment's edges may grow by when handed on: 0 when off or when the model
+        # does not score frames again (Silero), and then no extra audio is kept for it either.
+        can_grow = options.grow_threshold is not None and hasattr(self.model, "speech")
+        self._grow = int(round(options.grow_s / FRAME_S)) if can_grow else 0
         self.reset()
 
     def reset(self) -> None:
@@ -382,16 +386,14 @@ class StreamingVad:
     def _grown(self, fs: FrameSegment) -> FrameSegment:
         """``fs`` with its edges re-judged on the model's later scores (see
         ``VadOptions.grow_threshold``); ``fs`` itself when off or not known."""
-        thr, speech = self.options.grow_threshold, getattr(self.model, "speech", None)
-        if thr is None or speech is None:
+        if not self._grow:
             return fs
-        grow = int(round(self.options.grow_s / FRAME_S))
-        lo = min(fs.start, max(self._base, self._emitted_end, fs.start - grow))
-        hi = min(self.machine.n, fs.end + grow)
+        lo = min(fs.start, max(self._base, self._emitted_end, fs.start - self._grow))
+        hi = min(self.machine.n, fs.end + self._grow)
         if self.machine.in_speech:  # the next segment is already open: stay out of it
             hi = min(hi, self.machine.pad_start)
         hi = max(hi, fs.end)
-        on = speech(lo, hi) >= thr
+        on = self.model.speech(lo, hi) >= self.options.grow_threshold
         start, end = fs.start - lo, fs.end - lo  # indices into ``on``
         while start > 0 and on[start - 1]:
             start -= 1
@@ -425,9 +427,7 @@ class StreamingVad:
         return seg
 
     def _trim(self) -> None:
-        keep_from = self.machine.earliest_needed
-        if self.options.grow_threshold is not None:  # a segment's start may move back
-            keep_from -= int(round(self.options.grow_s / FRAME_S))
+        keep_from = self.machine.earliest_needed - self._grow  # a start may move back
         drop = keep_from - self._base
         if drop > 0:
             self._audio = self._audio[drop * FRAME :]
