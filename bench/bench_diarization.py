@@ -293,6 +293,8 @@ def main() -> int:
         help="also score the defaults on N copies of AMI with -120 dBFS noise added (seeds 0..N-1)",
     )
     args = ap.parse_args()
+    if args.perturb < 0:
+        ap.error(f"--perturb {args.perturb}: the number of noisy copies must be 0 or more")
     import torch
 
     torch.set_num_threads(1)
