@@ -15,10 +15,11 @@ AMI = [f"trn{i:02d}" for i in range(10)]
 # Claimed in README.md ("Diarization"), measured by bench/bench_diarization.py: pooled DER with
 # no collar, the defaults, as `mlsan-live diarize` writes the turns (ids resolved) and as the
 # live run emits them (ids as first given).
-# AMI: 29.78 % on the files as they are, but -120 dBFS of added noise flips trn08's online
-# labelling and the pooled DER between 29.7 and 30.4 % (bench_diarization.py --perturb), so the
-# bound is 30.5 %: 30 % would test luck (and a CPU whose float rounding differs).
-AMI_DER = {"diarize": 0.305, "live": 0.305}
+# AMI: 29.78 % on the files as they are, 29.54-29.78 % on 8 copies with -120 dBFS of added
+# noise (bench_diarization.py --perturb 8): the goal, 30 %, holds with a margin for float
+# rounding. (Before CAM++'s input was level-normalised the noise flipped trn08's online
+# labelling and the pooled DER spread over 29.7-30.4 %.)
+AMI_DER = {"diarize": 0.30, "live": 0.30}
 SAMPLE_DER = {"diarize": 0.12, "live": 0.12}  # measured 0.1156 both
 
 

@@ -106,3 +106,21 @@ def test_real_voices_are_told_apart(camp, shared_data):
     same = (lab[:, None] == lab[None, :])[iu]
     assert len(set(labels)) >= 4 and same.sum() > 20 and (~same).sum() > 20
     assert roc_auc_score(same, (e @ e.T)[iu]) > 0.95
+
+
+def test_vectors_do_not_move_with_the_recording_level(camp, shared_data):
+    # A real far-field AMI window (trn07 10.0-11.5 s, speech at about -52 dBFS) at a tenth,
+    # a thirtieth and three times its level: the same voice. Without the level normalisation
+    # Kaldi's log floor ate the quiet copies' weaker bins (cosine 0.44 at a tenth).
+    from edge_app.audio.sources import load_audio
+
+    audio = load_audio(shared_data / "diarization" / "ami" / "trn07.wav")
+    x = audio[10 * SAMPLE_RATE : int(11.5 * SAMPLE_RATE)]
+    assert -58 < 20 * np.log10(np.sqrt(np.mean(x**2))) < -46
+    e = camp.embed(x)
+    for gain in (0.1, 1 / 30, 3.0):
+        assert float(camp.embed(x * np.float32(gain)) @ e) > 0.999
+    seg = camp.embed_segment(SpeechSegment(1, 10.0, 11.5, x * np.float32(0.1)))
+    assert float(seg.embedding @ e) > 0.999
+    silent = camp.embed(np.zeros(SAMPLE_RATE, np.float32))  # digital silence: no division by 0
+    assert np.isfinite(silent).all()
