@@ -35,7 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.audio.fbank import FRAME_LEN, FRAME_SHIFT, kaldi_fbank
-from edge_app.audio.voice import SegmentVoice, VoiceError, VoiceOptions, VoiceSpan, window_bounds
+from edge_app.audio.voice import (
+    SegmentVoice,
+    VoiceError,
+    VoiceOptions,
+    VoiceSpan,
+    normalize_volume,
+    window_bounds,
+)
 from edge_app.messages import SAMPLE_RATE, SpeechSegment
 
 EMBED_DIM = 192
@@ -94,10 +101,7 @@ class CamppEmbedder:
 
     @staticmethod
     def _fbank(samples: np.ndarray) -> np.ndarray:
-        x = np.asarray(samples, np.float32)
-        rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
-        if rms > 1e-9:  # digital silence stays silence
-            x = x * np.float32(10 ** (LEVEL_DBFS / 20) / rms)
+        x = normalize_volume(np.asarray(samples, np.float32), LEVEL_DBFS)
         if len(x) < FRAME_LEN + FRAME_SHIFT * (MIN_FRAMES - 1):
             reps = int(np.ceil((FRAME_LEN + FRAME_SHIFT * MIN_FRAMES) / max(len(x), 1)))
             x = np.tile(x, reps) if len(x) else np.zeros(FRAME_LEN * 2, np.float32)

@@ -68,7 +68,9 @@ class SegmentVoice:
     embedding: np.ndarray | None  # (256,) float32, L2-normalised mean of the spans
 
 
-def _normalize_volume(wav: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
+def normalize_volume(wav: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
+    """``wav`` scaled to ``target_dbfs`` RMS (float32); near-digital silence (RMS below
+    -120 dBFS) is returned as it is. Both voice models use it (resemblyzer, CAM++)."""
     rms = float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))) if len(wav) else 0.0
     if rms < 1e-6:
         return wav
@@ -143,7 +145,7 @@ class VoiceEmbedder:
 
     def embed(self, samples: np.ndarray) -> np.ndarray:
         """(n,) float32 16 kHz -> (256,) L2-normalised d-vector of the whole span."""
-        mel = self._mel(_normalize_volume(np.asarray(samples, np.float32)))
+        mel = self._mel(normalize_volume(np.asarray(samples, np.float32)))
         return self._embed_mels([mel.astype(np.float32)])[0]
 
     def embed_segment(self, segment: SpeechSegment) -> SegmentVoice:
@@ -151,7 +153,7 @@ class VoiceEmbedder:
         dur = len(samples) / SAMPLE_RATE
         if dur < self.options.min_segment_s:
             return SegmentVoice(segment.segment_id, segment.t_start, segment.t_end, (), None)
-        mel = self._mel(_normalize_volume(samples)).astype(np.float32)  # (frames, 40)
+        mel = self._mel(normalize_volume(samples)).astype(np.float32)  # (frames, 40)
         win = max(1, int(round(self.options.window_s / MEL_STEP_S)))
         hop = max(1, int(round(self.options.hop_s / MEL_STEP_S)))
         bounds = window_bounds(len(mel), win, hop)
