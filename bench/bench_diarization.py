@@ -249,36 +249,50 @@ def gallery_check(refs) -> dict:
     return {"stored": stored, "replays": replays}
 
 
+def _score_copies(refs, stages: AudioStages, audio: dict, change) -> dict:
+    """Score rows of ``process_file`` on copies of ``audio`` ({uri: samples}) made by
+    ``change(samples)``, written as float WAVs (nothing clips)."""
+    import numpy as np
+    import soundfile as sf
+
+    from edge_app.messages import SAMPLE_RATE
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for uri, x in audio.items():
+            path = Path(tmp) / f"{uri}.wav"
+            sf.write(path, change(x).astype(np.float32), SAMPLE_RATE, subtype="FLOAT")
+            r = process_file(path, stages)
+            rows[uri] = score(refs[uri], r.all_turns, r.duration)
+    return rows
+
+
 def perturbed(refs, seeds: int, level: float = 1e-6) -> dict:
     """The defaults on copies of the AMI excerpts with Gaussian noise of ``level`` RMS added
     (1e-6: -120 dBFS, far below the recordings' own noise floor): how much of the pooled DER
     is the online labelling's sensitivity to inaudible differences rather than the method."""
     import numpy as np
-    import soundfile as sf
 
     from edge_app.audio.sources import load_audio
-    from edge_app.messages import SAMPLE_RATE
 
     stages = AudioStages.load(AudioPipelineOptions())
     audio = {uri: load_audio(wav_of(uri)) for uri in AMI}
     out = {"level_rms": level, "runs": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(seeds):
-            rng = np.random.default_rng(seed)
-            rows = {}
-            for uri, x in audio.items():
-                path = Path(tmp) / f"{uri}.wav"
-                noise = rng.normal(0.0, level, len(x)).astype(np.float32)
-                sf.write(path, x + noise, SAMPLE_RATE, subtype="FLOAT")
-                r = process_file(path, stages)
-                rows[uri] = score(refs[uri], r.all_turns, r.duration)
-            out["runs"].append(
-                {
-                    "seed": seed,
-                    "ami_pooled_der": pooled(list(rows.values()))["collar_0.0"]["der"],
-                    "per_file_der": {u: rows[u]["collar_0.0"]["der"] for u in AMI},
-                }
-            )
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)  # used in file order, as the copies are made
+        rows = _score_copies(
+            refs,
+            stages,
+            audio,
+            lambda x, rng=rng: x + rng.normal(0.0, level, len(x)).astype(np.float32),
+        )
+        out["runs"].append(
+            {
+                "seed": seed,
+                "ami_pooled_der": pooled(list(rows.values()))["collar_0.0"]["der"],
+                "per_file_der": {u: rows[u]["collar_0.0"]["der"] for u in AMI},
+            }
+        )
     ders = [r["ami_pooled_der"] for r in out["runs"]]
     out["ami_pooled_der_min_mean_max"] = [min(ders), round(sum(ders) / len(ders), 4), max(ders)]
     return out
@@ -288,27 +302,19 @@ def rescaled(refs, gains: list[float]) -> dict:
     """The defaults on the eleven files scaled by each of ``gains``: AMI pooled and sample DER,
     per file (a recording level the defaults were not chosen at)."""
     import numpy as np
-    import soundfile as sf
 
     from edge_app.audio.sources import load_audio
-    from edge_app.messages import SAMPLE_RATE
 
     stages = AudioStages.load(AudioPipelineOptions())
     audio = {uri: load_audio(wav_of(uri)) for uri in [*AMI, "sample"]}
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for gain in gains:
-            rows = {}
-            for uri, x in audio.items():
-                path = Path(tmp) / f"{uri}.wav"
-                sf.write(path, (x * np.float32(gain)).astype(np.float32), SAMPLE_RATE, "FLOAT")
-                r = process_file(path, stages)
-                rows[uri] = score(refs[uri], r.all_turns, r.duration)
-            out[str(gain)] = {
-                "ami_pooled_der": pooled([rows[u] for u in AMI])["collar_0.0"]["der"],
-                "sample_der": rows["sample"]["collar_0.0"]["der"],
-                "per_file_der": {u: rows[u]["collar_0.0"]["der"] for u in AMI},
-            }
+    for gain in gains:
+        rows = _score_copies(refs, stages, audio, lambda x, g=np.float32(gain): x * g)
+        out[str(gain)] = {
+            "ami_pooled_der": pooled([rows[u] for u in AMI])["collar_0.0"]["der"],
+            "sample_der": rows["sample"]["collar_0.0"]["der"],
+            "per_file_der": {u: rows[u]["collar_0.0"]["der"] for u in AMI},
+        }
     return out
 
 
