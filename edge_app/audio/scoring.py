@@ -8,6 +8,7 @@ in the ``dev`` extra, so it is imported here, inside the functions, never by the
     parts = der_parts(refs["trn00"], turns, 30.0)   # der and its parts in seconds
     rounded(parts)                                  # the same as a report prints it
     who = majority_person(refs["trn00"], turns)     # {speaker id: reference person}
+    audio, ref = clip_conversation(ravdess, 10)     # a labelled conversation from RAVDESS takes
 """
 
 from __future__ import annotations
@@ -88,3 +89,60 @@ def majority_person(ref, turns: Iterable) -> dict[str, str]:
             if ov > 0:
                 overlap[t.speaker_id][who] += ov
     return {sid: c.most_common(1)[0][0] for sid, c in overlap.items()}
+
+
+def speech_span(x) -> tuple[int, int]:
+    """Samples [a, b) of a clip from its first to its last 10-ms frame within 35 dB of its
+    loudest one (a studio take: silence, then one sentence, then silence)."""
+    import numpy as np
+
+    n = len(x) // 160
+    rms = np.sqrt((np.asarray(x[: n * 160], np.float64).reshape(n, 160) ** 2).mean(axis=1))
+    db = 20 * np.log10(rms + 1e-12)
+    on = np.nonzero(db > db.max() - 35.0)[0]
+    return int(on[0]) * 160, (int(on[-1]) + 1) * 160
+
+
+def clip_conversation(folder: str | Path, k: int, turns: int = 12):
+    """Conversation ``k`` (seeded by ``k`` alone: the same audio every time) built from the
+    RAVDESS takes in ``folder`` (``Actor_NN/*.flac``): 2 or 3 actors, among actors 1-20 for
+    even ``k`` and 21-24 for odd ``k``, ``turns`` takes in a row, never the same actor twice
+    in a row (no take twice), 0.1-0.7 s of digital silence between them, no overlap. Each take
+    keeps 50 ms of its own room tone around its speech span. Takes whose speech is below
+    -45 dBFS (a few very soft ones, where the 35-dB rule would take room tone for speech) are
+    not used. Returns ((n,) float32 audio at 16 kHz, the reference Annotation: each take's
+    speech span, labelled ``actorNN``)."""
+    import numpy as np
+    from pyannote.core import Annotation, Segment
+
+    from edge_app.audio.sources import load_audio
+    from edge_app.messages import SAMPLE_RATE
+
+    rng = np.random.default_rng([2026, k])
+    pool = np.arange(1, 21) if k % 2 == 0 else np.arange(21, 25)
+    actors = [int(a) for a in rng.choice(pool, size=int(rng.choice([2, 3])), replace=False)]
+    takes = {  # each actor's takes in a shuffled order, each used once
+        a: [
+            Path(t)
+            for t in rng.permutation(sorted((Path(folder) / f"Actor_{a:02d}").glob("*.flac")))
+        ]
+        for a in actors
+    }
+    ref = Annotation(uri=f"rav{k:02d}")
+    parts = [np.zeros(SAMPLE_RATE // 2, np.float32)]
+    t, prev = 0.5, None
+    for _ in range(turns):
+        who = int(rng.choice([a for a in actors if a != prev]))
+        prev = who
+        while True:
+            x = load_audio(takes[who].pop())
+            a, b = speech_span(x)
+            if 20 * np.log10(np.sqrt(np.mean(x[a:b] ** 2)) + 1e-12) > -45.0:
+                break
+        x = x[max(0, a - 800) : b + 800]
+        a, b = speech_span(x)
+        ref[Segment(t + a / SAMPLE_RATE, t + b / SAMPLE_RATE)] = f"actor{who:02d}"
+        gap = np.zeros(int(rng.uniform(0.1, 0.7) * SAMPLE_RATE), np.float32)
+        parts += [x, gap]
+        t += (len(x) + len(gap)) / SAMPLE_RATE
+    return np.concatenate(parts).astype(np.float32), ref
