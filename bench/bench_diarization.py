@@ -401,6 +401,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.ravdess < 0:
         ap.error(f"--ravdess {args.ravdess}: the number of conversations must be 0 or more")
+    if args.ravdess and not (RAVDESS / "Actor_01").is_dir():
+        ap.error(f"--ravdess: no RAVDESS takes in {RAVDESS} (see ../shared/data/README.md)")
     if args.perturb < 0:
         ap.error(f"--perturb {args.perturb}: the number of noisy copies must be 0 or more")
     import torch

@@ -128,13 +128,18 @@ def clip_conversation(folder: str | Path, k: int, turns: int = 12):
         ]
         for a in actors
     }
+    if not all(takes.values()):
+        raise FileNotFoundError(
+            f"no RAVDESS takes (Actor_NN/*.flac) in {folder}; fix: point at the ravdess folder "
+            "of ../shared/data"
+        )
     ref = Annotation(uri=f"rav{k:02d}")
     parts = [np.zeros(SAMPLE_RATE // 2, np.float32)]
     t, prev = 0.5, None
     for _ in range(turns):
         who = int(rng.choice([a for a in actors if a != prev]))
         prev = who
-        while True:
+        while True:  # (a take list never runs out: 60 takes an actor, 12 turns)
             x = load_audio(takes[who].pop())
             a, b = speech_span(x)
             if 20 * np.log10(np.sqrt(np.mean(x[a:b] ** 2)) + 1e-12) > -45.0:
