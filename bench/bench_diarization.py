@@ -31,7 +31,7 @@ much one run's number owes to the online labelling's sensitivity, not to the met
 excerpts' speech is at -36 to -62 dBFS already; floats, so nothing clips): another microphone or
 room is louder or quieter, and the DER should not move with the level alone.
 ``--ravdess N``: N conversations made of RAVDESS clips (``../shared/data/ravdess``: real voices,
-acted, close-talk studio level, about -20 to -35 dBFS; CC BY-NC-SA 4.0), 2-3 actors each, 12
+acted, close-talk studio level, about -20 to -45 dBFS; CC BY-NC-SA 4.0), 2-3 actors each, 12
 turns with 0.1-0.7 s of silence between them, no overlap; even conversations among actors 1-20,
 odd ones among actors 21-24 (``edge_app.audio.scoring.clip_conversation``: each seeded by its
 number; no take used twice in one conversation). Reference turns: the frames of each take within
@@ -332,33 +332,22 @@ RAVDESS = REPO.parent / "shared" / "data" / "ravdess"
 
 def ravdess_check(n: int) -> dict:
     """The defaults and LEGACY on ``n`` RAVDESS conversations (see ``--ravdess``)."""
-    import soundfile as sf
-
     from edge_app.audio.scoring import clip_conversation
-    from edge_app.messages import SAMPLE_RATE
 
     convs = [(f"rav{k:02d}", *clip_conversation(RAVDESS, k)) for k in range(n)]
-    out: dict = {"conversations": n, "actors": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for uri, x, ref in convs:
-            paths[uri] = Path(tmp) / f"{uri}.wav"
-            sf.write(paths[uri], x, SAMPLE_RATE, subtype="FLOAT")
-            out["actors"][uri] = sorted(ref.labels())
-        for name, options in (("new", AudioPipelineOptions()), ("old", LEGACY)):
-            stages = AudioStages.load(options)
-            rows = {}
-            for uri, _, ref in convs:
-                r = process_file(paths[uri], stages)
-                rows[uri] = score(ref, r.all_turns, r.duration)
-            even = [rows[u] for k, (u, _, _) in enumerate(convs) if k % 2 == 0]
-            odd = [rows[u] for k, (u, _, _) in enumerate(convs) if k % 2 == 1]
-            out[name] = {
-                "pooled": pooled(list(rows.values())),
-                "pooled_actors_1_20": pooled(even),
-                "pooled_actors_21_24": pooled(odd) if odd else None,
-                "per_conversation": rows,
-            }
+    refs = {uri: ref for uri, _, ref in convs}
+    audio = {uri: x for uri, x, _ in convs}
+    out: dict = {"conversations": n, "actors": {u: sorted(r.labels()) for u, r in refs.items()}}
+    for name, options in (("new", AudioPipelineOptions()), ("old", LEGACY)):
+        rows = _score_copies(refs, AudioStages.load(options), audio, lambda x: x)
+        even = [rows[u] for k, u in enumerate(rows) if k % 2 == 0]
+        odd = [rows[u] for k, u in enumerate(rows) if k % 2 == 1]
+        out[name] = {
+            "pooled": pooled(list(rows.values())),
+            "pooled_actors_1_20": pooled(even),
+            "pooled_actors_21_24": pooled(odd) if odd else None,
+            "per_conversation": rows,
+        }
     return out
 
 
