@@ -1,22 +1,31 @@
-"""Whisper's encoder window for the ASR: the shipped 30 s against a 10-s window, in one run.
+"""Whisper's encoder window for the ASR: the shipped 30-s pass against cheaper ones, in one run.
 
     python bench/bench_asr_window.py [--meld ../shared/data/meld] [--ravdess ../shared/data/ravdess]
-        [--n 120] [--threads 1]
+        [--n 120] [--windows 10,15] [--approx] [--threads 2]
 
 faster-whisper pads every segment to a 30-s window, so the encoder's cost does not shrink with
-the speech (segments here are at most 6 s). CTranslate2 accepts a shorter input; this bench cuts
-the window to ``--window`` seconds (the feature extractor steps through the audio that far at a
-time and each padded window is cut back before the encoder) and compares, on the same audio:
+the speech (live segments are at most 6 s). Alternatives, on the same audio:
+
+- ``window_Ns``: the window cut to N s (the feature extractor steps through the audio that far
+  at a time and each padded window is cut back before the encoder; CTranslate2 accepts it);
+- ``--approx``: the 30-s window from ``whisper_window_approx.WindowEncoder`` (exact at the
+  audio's positions, padding interpolated between anchors; ``approx_M_S``: M exact positions past
+  the audio, an anchor every S), and ``exact_float32``: the same code computing every position
+  (so a difference from the shipped pass that ``exact_float32`` does not show is the
+  approximation's).
+
+Sets:
 
 - ``espeak_meld``: ``--n`` MELD test utterances (4-25 words, text known) spoken by espeak-ng
   (en-us and en-gb in turn), word error rate against the MELD text;
 - ``ravdess``: every 6th clip of actors 21-24 (the two known sentences), word error rate;
-- CPU ms per utterance (process time, all threads) of the whole transcribe pass with word
-  timestamps, as the live ASR runs it.
+- ``conversation``: the reference turns of ``sample.wav`` and the ten AMI excerpts (0.5 s or
+  longer, cut at 6 s as the live speech detection cuts), real conversational speech with no
+  reference words: words changed against the 30-s pass (``vs_30s``), turns whose text differs,
+  and turns holding a repeated run of 3+ words (Whisper looping).
 
-Not shipped: the live voice feature is pooled from the same encoder pass, and with a 10-s window
-it scored lower on the RAVDESS cross-validation that chose it (see the README, "Live latency").
-Prints one JSON object with the machine and its load.
+Per set and alternative: wall ms per turn (median) of the whole transcribe pass with word
+timestamps, as the live ASR runs it. Prints one JSON object with the machine and its load.
 """
 
 from __future__ import annotations
@@ -55,16 +64,6 @@ def edits(ref: list[str], hyp: list[str]) -> int:
     return row[-1]
 
 
-def cut_window(model, seconds: int) -> None:
-    """Make a faster_whisper.WhisperModel encode ``seconds``-long windows (see the docstring)."""
-    from faster_whisper.feature_extractor import FeatureExtractor
-
-    frames = seconds * 100  # 10-ms log-mel frames
-    model.feature_extractor = FeatureExtractor(**{**model.feat_kwargs, "chunk_length": seconds})
-    encode = model.encode
-    model.encode = lambda features: encode(features[..., :frames])
-
-
 def espeak_set(meld: Path, n: int) -> list[tuple[str, np.ndarray]]:
     import soundfile as sf
 
@@ -90,28 +89,106 @@ def ravdess_set(root: Path) -> list[tuple[str, np.ndarray]]:
     return [(SENTENCES[c.statement], load_audio(c.path)) for c in clips]
 
 
-def score(model, items) -> dict:
-    errors = total = 0
-    cpu = []
-    for text, audio in items:
-        t = time.process_time()
-        parts, _ = model.transcribe(
-            audio,
-            language="en",
-            beam_size=1,
-            word_timestamps=True,
-            vad_filter=False,
-            condition_on_previous_text=False,
-        )
-        hyp = " ".join(p.text for p in parts)
-        cpu.append(1000 * (time.process_time() - t))
-        errors += edits(words(text), words(hyp))
-        total += len(words(text))
+def conversation_set(diarization: Path) -> list[tuple[str, np.ndarray]]:
+    """Reference turns of sample.wav and the AMI excerpts (>= 0.5 s, cut at 6 s); no words."""
+    import soundfile as sf
+
+    files = [(diarization / "sample.wav", diarization / "sample.rttm", None)]
+    files += [
+        (w, diarization / "ami" / "train.rttm", w.stem)
+        for w in sorted((diarization / "ami").glob("trn*.wav"))
+    ]
+    out = []
+    for wav, rttm, uri in files:
+        x, sr = sf.read(wav, dtype="float32")
+        x = x.mean(axis=1) if x.ndim > 1 else x
+        for line in rttm.read_text(encoding="utf-8").splitlines():
+            f = line.split()
+            if len(f) < 5 or (uri is not None and f[1] != uri):
+                continue
+            t0, dur = float(f[3]), float(f[4])
+            if dur >= 0.5:
+                out.append(("", x[int(t0 * sr) : int((t0 + min(dur, 6.0)) * sr)]))
+    return out
+
+
+def loops(text: str) -> bool:
+    """A run of 3+ words said twice in a row (Whisper repeating itself)."""
+    w = words(text)
+    return any(
+        w[i : i + k] == w[i + k : i + 2 * k]
+        for k in range(3, len(w) // 2 + 1)
+        for i in range(len(w) - 2 * k + 1)
+    )
+
+
+def transcribe(model, audio: np.ndarray, window: int | None) -> str:
+    parts, _ = model.transcribe(
+        audio,
+        chunk_length=window,
+        language="en",
+        beam_size=1,
+        word_timestamps=True,
+        vad_filter=False,
+        condition_on_previous_text=False,
+    )
+    return " ".join(p.text.strip() for p in parts)
+
+
+def run_set(model, items, window: int | None, reference: list[str] | None) -> tuple[dict, list]:
+    import ctranslate2
+
+    ctranslate2.set_random_seed(0)  # the sampling fallback: same draws for every alternative
+    texts, wall = [], []
+    for _, audio in items:
+        model.current_samples = len(audio)
+        t = time.perf_counter()
+        texts.append(transcribe(model, audio, window))
+        wall.append(1000 * (time.perf_counter() - t))
+    out = {
+        "ms_median": round(float(np.median(wall)), 1),
+        "words": sum(len(words(t)) for t in texts),
+    }
+    if items[0][0]:
+        errors = sum(edits(words(ref), words(h)) for (ref, _), h in zip(items, texts, strict=True))
+        out["wer"] = round(errors / max(1, sum(len(words(ref)) for ref, _ in items)), 4)
+    if reference is not None:
+        changed = sum(edits(words(r), words(h)) for r, h in zip(reference, texts, strict=True))
+        out["vs_30s"] = round(changed / max(1, sum(len(words(r)) for r in reference)), 4)
+        out["turns_changed"] = sum(r != h for r, h in zip(reference, texts, strict=True))
+    out["turns_looping"] = sum(loops(t) for t in texts)
+    return out, texts
+
+
+def voice_feature_check(path: str, items, threads: int) -> dict:
+    """The pooled voice feature from the approximate encoder's audio positions (anchors every
+    16) against CTranslate2's int8 pass over the whole window: cosine and wall ms per turn."""
+    from faster_whisper.audio import pad_or_trim
+    from whisper_window_approx import WindowEncoder, WindowEncoderOptions
+
+    from mlsan.voice_features import WhisperVoiceEncoder, n_states, pool_states
+
+    full = WhisperVoiceEncoder.from_registry(path, threads=threads)
+    approx = WindowEncoder.from_ct2(path, WindowEncoderOptions(16, 0, threads))
+    fe = full.model.feature_extractor
+    cos, ms_full, ms_approx = [], [], []
+    for _, audio in items:
+        t = time.perf_counter()
+        exact = pool_states(full.encoder_states(audio), len(audio))
+        ms_full.append(1000 * (time.perf_counter() - t))
+        t = time.perf_counter()
+        mel = fe(audio)
+        window = pad_or_trim(mel[:, : min(fe.nb_max_frames, mel.shape[-1] - 1)])
+        near = pool_states(approx.states(window, n_states(len(audio))), len(audio))
+        ms_approx.append(1000 * (time.perf_counter() - t))
+        cos.append(float(exact @ near / np.linalg.norm(exact) / np.linalg.norm(near)))
     return {
-        "wer": round(errors / max(total, 1), 4),
-        "words": total,
-        "cpu_ms_median": round(float(np.median(cpu)), 1),
-        "cpu_ms_mean": round(float(np.mean(cpu)), 1),
+        "turns": len(cos),
+        "cosine_min": round(min(cos), 4),
+        "cosine_p5": round(float(np.percentile(cos, 5)), 4),
+        "cosine_median": round(float(np.median(cos)), 4),
+        "ms_median_full_pass": round(float(np.median(ms_full)), 1),
+        "ms_median_approx": round(float(np.median(ms_approx)), 1),
     }
 
 
@@ -119,27 +196,69 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--meld", default="../shared/data/meld")
     p.add_argument("--ravdess", default="../shared/data/ravdess")
+    p.add_argument("--diarization", default="../shared/data/diarization")
     p.add_argument("--n", type=int, default=120)
-    p.add_argument("--window", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--windows", default="10,15", help="short windows to try, in seconds")
+    p.add_argument("--approx", action="store_true", help="also the approximate 30-s encoder")
+    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    import ctranslate2
+    import torch
     from faster_whisper import WhisperModel
 
     from mlsan.registry import default_registry
 
+    torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    sets = {"espeak_meld": espeak_set(Path(args.meld), args.n)}
-    sets["ravdess"] = ravdess_set(Path(args.ravdess))
+    sets = {
+        "espeak_meld": espeak_set(Path(args.meld), args.n),
+        "ravdess": ravdess_set(Path(args.ravdess)),
+        "conversation": conversation_set(Path(args.diarization)),
+    }
     path = str(default_registry().resolve("asr").path)
+    model = WhisperModel(
+        path, device="cpu", compute_type="int8", cpu_threads=args.threads, local_files_only=True
+    )
+    encode = model.encode
+
+    def cut(features):  # the feature extractor's chunk: the whole 3000 frames at 30 s
+        return encode(features[..., : model.feature_extractor.nb_max_frames])
+
+    alternatives: dict = {"window_30s": (cut, 30)}
+    for w in [int(v) for v in args.windows.split(",") if v.strip()]:
+        alternatives[f"window_{w}s"] = (cut, w)
+    if args.approx:
+        from whisper_window_approx import WindowEncoder, WindowEncoderOptions
+
+        from mlsan.voice_features import n_states
+
+        def storage(states: np.ndarray):
+            return ctranslate2.StorageView.from_array(np.ascontiguousarray(states[None]))
+
+        exact = WindowEncoder.from_ct2(path)
+        alternatives["exact_float32"] = (lambda f: storage(exact.exact(f)), 30)
+        for margin, stride in ((0, 16), (0, 4), (250, 8)):
+            enc = WindowEncoder.from_ct2(path, WindowEncoderOptions(stride, margin, args.threads))
+            alternatives[f"approx_{margin}_{stride}"] = (
+                lambda f, enc=enc: storage(
+                    enc.states(np.asarray(f), n_states(model.current_samples), whole=True)
+                ),
+                30,
+            )
     result: dict = {"sets": {k: len(v) for k, v in sets.items()}}
-    for window in (30, args.window):
-        model = WhisperModel(
-            path, device="cpu", compute_type="int8", cpu_threads=args.threads, local_files_only=True
-        )
-        if window != 30:
-            cut_window(model, window)
-        score(model, sets["ravdess"][:1])  # warm-up
-        result[f"window_{window}s"] = {name: score(model, items) for name, items in sets.items()}
+    reference: dict[str, list[str]] = {}
+    model.encode = cut
+    transcribe(model, sets["ravdess"][0][1], 30)  # warm-up
+    for name, (encoder, window) in alternatives.items():
+        model.encode = encoder
+        result[name] = {}
+        for set_name, items in sets.items():
+            scored, texts = run_set(model, items, window, reference.get(set_name))
+            result[name][set_name] = scored
+            reference.setdefault(set_name, texts)
+        print(name, json.dumps(result[name]), file=sys.stderr, flush=True)
+    if args.approx:
+        result["voice_feature"] = voice_feature_check(path, sets["conversation"], args.threads)
     result["machine"] = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),

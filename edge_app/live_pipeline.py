@@ -4,7 +4,7 @@ Threads and queues (policy when full)::
 
     audio source ─► [audio 256 chunks: drop newest after 0.5 s, counted (BLOCK when --fast)]
       └► vad ─┬─► [segments→asr 32: block] ─► asr (faster-whisper) ─────────┐
-              └─► [segments→voice 32: block] ─► voice (resemblyzer+diarizer)─┤
+              └─► [segments→voice 32: block] ─► voice (CAM++ + diarizer) ───┤
                                                    [utterance parts 64: block, 2 producers]
                                                                               ▼
                                  assemble (UtteranceAssembler, face binding) ─► [utterances 64:
