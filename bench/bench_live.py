@@ -31,7 +31,8 @@ speech detection before issue 12's change (0.25 s look-ahead, speaker changes ju
 ``-recheckS`` judges speaker changes again until they have S seconds of right context
 (``SegmentationOptions.change_recheck_s``); ``-ccS`` judges a speaker change once it has S
 seconds of right context (``SegmentationOptions.change_context_s``); ``-nogrow`` hands segments on
-with their first-score edges (``VadOptions.grow_threshold=None``).
+with their first-score edges (``VadOptions.grow_threshold=None``); ``-uiH`` redraws the UI H times a
+second (``LiveOptions.refresh_hz``; it also redraws at once for every new emotion).
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
 ``load_avg_1m_before`` is recorded because the CPU may be shared with other work.
 """
@@ -76,7 +77,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     from edge_app.ui import TerminalUI
 
     backend_key, *knobs = name.split("-")
-    seg, asr_threads = 10.0, 2
+    seg, asr_threads, refresh_hz = 10.0, 2, LiveOptions.refresh_hz
     model_paths: tuple[tuple[str, str], ...] = ()
     audio_opts = AudioPipelineOptions()
     for knob in knobs:
@@ -106,6 +107,8 @@ def run_config(name: str, audio: Path, context: int) -> dict:
             seg = float(knob[3:])
         elif knob.startswith("asr"):
             asr_threads = int(knob[3:])
+        elif knob.startswith("ui"):
+            refresh_hz = float(knob[2:])
         else:
             raise SystemExit(f"unknown knob {knob!r} in config {name!r}")
     options = LiveOptions(
@@ -118,6 +121,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         context=context,
         max_segment_s=seg,
         asr_threads=asr_threads,
+        refresh_hz=refresh_hz,
         model_paths=model_paths,
         audio_options=audio_opts,
     )
@@ -150,7 +154,9 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         return process(utt)
 
     pipe.emotion.process = process_and_note
-    ui = TerminalUI(snapshot, 4.0, Console(file=io.StringIO(), width=140, force_terminal=True))
+    ui = TerminalUI(
+        snapshot, options.refresh_hz, Console(file=io.StringIO(), width=140, force_terminal=True)
+    )
     pipe.emotion.sinks = (on_event, lambda _event: ui.poke())  # as the live run does
     cpu0 = time.process_time()
     ui.start()
@@ -196,6 +202,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
             s.name: None if s.latency_median_ms is None else round(s.latency_median_ms, 1)
             for s in stats.stages
         },
+        "ui_refresh_hz": options.refresh_hz,
         "ui_frames": ui.frames,
         "_ready_s": [lat for _, lat in ready],
         "_ready_s_segment_end": seg_end,

@@ -76,7 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None
     )
     _add_mqtt_arguments(parser)
     out.add_argument(
-        "--refresh", type=float, default=4.0, metavar="HZ", help="UI redraws per second (default 4)"
+        "--refresh",
+        type=float,
+        default=1.0,
+        metavar="HZ",
+        help="UI redraws per second (default 1; a new emotion is drawn at once)",
     )
     out.add_argument("--debug", action="store_true", help="print tracebacks of stage failures")
     out.add_argument(

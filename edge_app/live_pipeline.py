@@ -77,7 +77,9 @@ class LiveOptions:
     names: tuple[tuple[str, str], ...] = ()
     forget: tuple[str, ...] = ()  # gallery ids / names removed before the run (--forget)
     model_paths: tuple[tuple[str, str], ...] = ()  # registry overrides (name, path)
-    refresh_hz: float = 4.0
+    # UI redraws a second; a new emotion is drawn at once anyway (TerminalUI.poke). 4 cost
+    # 0.03-0.05 CPU s per s more on 2 cores (bench/bench_live.py -ui1 vs -ui4).
+    refresh_hz: float = 1.0
     # VAD cut for long stretches of speech: bounds the latency of a turn that ends inside one
     # (without a pause or a change of voice). 6 s, the same as `mlsan-live diarize`
     # (audio.vad.VadOptions.max_segment_s); the DER of these defaults is in README, Voices.

@@ -1,8 +1,9 @@
 """The terminal UI (rich): a panel per speaker, a header and a footer, from immutable snapshots.
 
-The UI runs on its own thread: every ``1/refresh_hz`` seconds, and at once when ``poke()`` says
-a new emotion is ready, it calls the ``snapshot`` function it was given (cheap: copies of frozen
-dataclasses taken under short locks), renders it and redraws. The pipeline never waits for the
+The UI runs on its own thread: every ``1/refresh_hz`` seconds (default 1: the clock, rates and
+stage times), and at once when ``poke()`` says a new emotion is ready, it calls the
+``snapshot`` function it was given (cheap: copies of frozen dataclasses taken under short
+locks), renders it and redraws. The pipeline never waits for the
 UI (``poke`` only sets an Event); the UI only reads.
 
 Per speaker: name or id, whether a face is bound and seen, the current (smoothed) emotion with
@@ -295,7 +296,7 @@ class TerminalUI:
     def __init__(
         self,
         snapshot: Callable[[], UiSnapshot],
-        refresh_hz: float = 4.0,
+        refresh_hz: float = 1.0,
         console: Console | None = None,
     ) -> None:
         self._snapshot = snapshot
