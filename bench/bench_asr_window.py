@@ -93,22 +93,19 @@ def conversation_set(diarization: Path) -> list[tuple[str, np.ndarray]]:
     """Reference turns of sample.wav and the AMI excerpts (>= 0.5 s, cut at 6 s); no words."""
     import soundfile as sf
 
-    files = [(diarization / "sample.wav", diarization / "sample.rttm", None)]
-    files += [
-        (w, diarization / "ami" / "train.rttm", w.stem)
-        for w in sorted((diarization / "ami").glob("trn*.wav"))
-    ]
+    from edge_app.audio.scoring import read_rttm
+
+    refs = read_rttm(diarization / "sample.rttm") | read_rttm(diarization / "ami" / "train.rttm")
     out = []
-    for wav, rttm, uri in files:
+    for uri in ["sample"] + sorted(u for u in refs if u != "sample"):
+        wav = diarization / "sample.wav" if uri == "sample" else diarization / "ami" / f"{uri}.wav"
         x, sr = sf.read(wav, dtype="float32")
         x = x.mean(axis=1) if x.ndim > 1 else x
-        for line in rttm.read_text(encoding="utf-8").splitlines():
-            f = line.split()
-            if len(f) < 5 or (uri is not None and f[1] != uri):
-                continue
-            t0, dur = float(f[3]), float(f[4])
-            if dur >= 0.5:
-                out.append(("", x[int(t0 * sr) : int((t0 + min(dur, 6.0)) * sr)]))
+        # In the file's order (the track is the RTTM line number).
+        for seg, _, _ in sorted(refs[uri].itertracks(yield_label=True), key=lambda t: t[1]):
+            if seg.duration >= 0.5:
+                end = seg.end if seg.duration < 6.0 else seg.start + 6.0
+                out.append(("", x[int(seg.start * sr) : int(end * sr)]))
     return out
 
 
@@ -163,23 +160,19 @@ def run_set(model, items, window: int | None, reference: list[str] | None) -> tu
 def voice_feature_check(path: str, items, threads: int) -> dict:
     """The pooled voice feature from the approximate encoder's audio positions (anchors every
     16) against CTranslate2's int8 pass over the whole window: cosine and wall ms per turn."""
-    from faster_whisper.audio import pad_or_trim
     from whisper_window_approx import WindowEncoder, WindowEncoderOptions
 
     from mlsan.voice_features import WhisperVoiceEncoder, n_states, pool_states
 
     full = WhisperVoiceEncoder.from_registry(path, threads=threads)
     approx = WindowEncoder.from_ct2(path, WindowEncoderOptions(16, 0, threads))
-    fe = full.model.feature_extractor
     cos, ms_full, ms_approx = [], [], []
     for _, audio in items:
         t = time.perf_counter()
         exact = pool_states(full.encoder_states(audio), len(audio))
         ms_full.append(1000 * (time.perf_counter() - t))
         t = time.perf_counter()
-        mel = fe(audio)
-        window = pad_or_trim(mel[:, : min(fe.nb_max_frames, mel.shape[-1] - 1)])
-        near = pool_states(approx.states(window, n_states(len(audio))), len(audio))
+        near = pool_states(approx.states(full.window(audio), n_states(len(audio))), len(audio))
         ms_approx.append(1000 * (time.perf_counter() - t))
         cos.append(float(exact @ near / np.linalg.norm(exact) / np.linalg.norm(near)))
     return {

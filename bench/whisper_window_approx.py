@@ -1,7 +1,7 @@
 """An approximate Whisper encoder for ``bench_asr_window.py --approx``: tried, not shipped.
 
 The README ("Live latency") has the numbers: the voice feature pooled from it is within cosine
-0.997 of the full pass at a quarter of the cost, but Whisper's decoder, fed its output, makes more
+0.997 of the full pass at about half the cost, but Whisper's decoder, fed its output, makes more
 word errors (its padding positions are only approximate), so the live ASR keeps the full pass.
 
 API::
@@ -25,7 +25,7 @@ On the conversation turns of ``bench_asr_window.py`` the pooled voice feature is
 differ by about 0.999). Cost: the audio's positions plus 1500 / ``stride``.
 
 The weights are read from the CTranslate2 ``model.bin`` (format version 6, float or quantized
-variables: the file faster-whisper already loads), so no second copy of the model is shipped.
+variables: the file faster-whisper already loads), so no second copy of the weights is needed.
 A file that is not such a model raises :class:`WindowEncoderError` with one line.
 """
 
@@ -56,8 +56,8 @@ def read_ct2_encoder(model_bin: str | Path) -> dict[str, np.ndarray]:
         data = path.read_bytes()
     except OSError as exc:
         raise WindowEncoderError(
-            f"cannot read the Whisper model {path} ({exc.strerror}); fix: pass --asr-model with a "
-            "faster-whisper (CTranslate2) model directory"
+            f"cannot read the Whisper model {path} ({exc.strerror}); fix: give a faster-whisper "
+            "(CTranslate2) model directory"
         ) from None
     pos = 0
 
@@ -105,13 +105,13 @@ def read_ct2_encoder(model_bin: str | Path) -> dict[str, np.ndarray]:
             out[weight] = out[weight] / scale.reshape(-1, *([1] * (out[weight].ndim - 1)))
     except (struct.error, ValueError, KeyError, UnicodeDecodeError) as exc:
         raise WindowEncoderError(
-            f"{path} is not a CTranslate2 Whisper model ({exc}); fix: pass --asr-model with a "
-            "faster-whisper (CTranslate2) model directory"
+            f"{path} is not a CTranslate2 Whisper model ({exc}); fix: give a faster-whisper "
+            "(CTranslate2) model directory"
         ) from None
     if "conv1/weight" not in out or "position_encodings/encodings" not in out:
         raise WindowEncoderError(
-            f"{path} holds no Whisper encoder weights; fix: pass --asr-model with a "
-            "faster-whisper (CTranslate2) model directory"
+            f"{path} holds no Whisper encoder weights; fix: give a faster-whisper "
+            "(CTranslate2) model directory"
         )
     return out
 
@@ -140,7 +140,7 @@ class WindowEncoder:
         if self.w["position_encodings/encodings"].shape[0] != POSITIONS:
             raise WindowEncoderError("the Whisper encoder has no 1500-position window")
         with torch.inference_mode():
-            self._pad_inputs, self._pad_kv, self._pad_out = self._padding_window()
+            self._pad_front, self._pad_kv, self._pad_out = self._padding_window()
 
     @classmethod
     def from_ct2(
@@ -193,18 +193,22 @@ class WindowEncoder:
         f = F.gelu(F.linear(f, w[f"{p}/ffn/linear_0/weight"], w[f"{p}/ffn/linear_0/bias"]))
         return x + F.linear(f, w[f"{p}/ffn/linear_1/weight"], w[f"{p}/ffn/linear_1/bias"])
 
-    def _padding_window(self):
-        """The padding-only window: each block's inputs, keys / values, and the last outputs."""
-        import torch
-
-        x = self._front(torch.zeros(80, WINDOW_FRAMES))
-        inputs, kv = [x], []
+    def _full(self, mel):
+        """Every position of a window: the first block's inputs, each block's keys / values,
+        and the last block's outputs (before the final norm)."""
+        front = x = self._front(mel)
+        kv = []
         for i in range(self.layers):
             q, k, v = self._qkv(x, i)
             kv.append((k, v))
             x = self._block_rest(x, q, k, v, i)
-            inputs.append(x)
-        return inputs, kv, x
+        return front, kv, x
+
+    def _padding_window(self):
+        """The padding-only window (see ``_full``)."""
+        import torch
+
+        return self._full(torch.zeros(80, WINDOW_FRAMES))
 
     # -- one window --------------------------------------------------------------------------
     def states(self, window: np.ndarray, n: int, whole: bool = False) -> np.ndarray:
@@ -234,11 +238,7 @@ class WindowEncoder:
 
         mel = torch.from_numpy(np.ascontiguousarray(np.asarray(window, np.float32).reshape(80, -1)))
         with torch.inference_mode():
-            x = self._front(mel)
-            for i in range(self.layers):
-                q, k, v = self._qkv(x, i)
-                x = self._block_rest(x, q, k, v, i)
-            return self._norm(x, "layer_norm").numpy()
+            return self._norm(self._full(mel)[2], "layer_norm").numpy()
 
     def _states(self, mel, n: int, whole: bool = False):
         import torch
@@ -253,7 +253,7 @@ class WindowEncoder:
         a_ids, r_ids = torch.from_numpy(anchors), torch.from_numpy(rest)
         blend = _interpolation(rest, anchors) if len(rest) else None  # (len(rest), len(anchors))
         front = self._front(mel[:, : 2 * m + 2 * REACH])[:m]
-        x = torch.cat([front, self._pad_inputs[0][a_ids]])  # anchors' inputs: padding only
+        x = torch.cat([front, self._pad_front[a_ids]])  # anchors' inputs: padding only
         for i in range(self.layers):
             q, k, v = self._qkv(x, i)
             keys, values = self._pad_kv[i]

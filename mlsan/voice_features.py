@@ -156,15 +156,18 @@ class WhisperVoiceEncoder:
         )
         return cls(model)
 
-    def encoder_states(self, samples: np.ndarray) -> np.ndarray:
+    def window(self, samples: np.ndarray) -> np.ndarray:
+        """(80, 3000) log-mel window of the audio's first 30 s, as transcribe() pads it."""
         from faster_whisper.audio import pad_or_trim
 
         audio = np.asarray(samples, np.float32)[:MAX_SAMPLES]
         fe = self.model.feature_extractor
         mel = fe(audio)  # as transcribe(): padding=160, chunk_length None
         content = mel.shape[-1] - 1  # transcribe() drops the padding frame, then pads to 3000
-        window = pad_or_trim(mel[:, : min(fe.nb_max_frames, content)])
-        return np.array(self.model.encode(window), dtype=np.float32)[0]
+        return pad_or_trim(mel[:, : min(fe.nb_max_frames, content)])
+
+    def encoder_states(self, samples: np.ndarray) -> np.ndarray:
+        return np.array(self.model.encode(self.window(samples)), dtype=np.float32)[0]
 
     def feature(self, samples: np.ndarray, pooling: str = POOLING) -> np.ndarray:
         return pool_states(self.encoder_states(samples), len(samples), pooling)
