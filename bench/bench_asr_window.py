@@ -1,7 +1,8 @@
 """Whisper's encoder window for the ASR: the shipped 30-s pass against cheaper ones, in one run.
 
     python bench/bench_asr_window.py [--meld ../shared/data/meld] [--ravdess ../shared/data/ravdess]
-        [--n 120] [--windows 10,15] [--approx] [--threads 2]
+        [--n 120] [--windows 10,15] [--approx] [--float32] [--silver DIR] [--texts FILE]
+        [--threads 2]
 
 faster-whisper pads every segment to a 30-s window, so the encoder's cost does not shrink with
 the speech (live segments are at most 6 s). Alternatives, on the same audio:
@@ -12,7 +13,16 @@ the speech (live segments are at most 6 s). Alternatives, on the same audio:
   audio's positions, padding interpolated between anchors; ``approx_M_S``: M exact positions past
   the audio, an anchor every S), and ``exact_float32``: the same code computing every position
   (so a difference from the shipped pass that ``exact_float32`` does not show is the
-  approximation's).
+  approximation's);
+- ``--float32``: the shipped 30-s pass at float32 instead of int8 (``float32_30s``): how far the
+  words move for a change that loses nothing, the yardstick for ``vs_30s``.
+
+``--silver DIR``: a larger faster-whisper model (for example Whisper base, 30-s window, beam 5)
+whose words stand in for the missing reference on conversation: every alternative also gets
+``vs_silver`` (its word error rate against them; on the read sets the silver model's own WER is
+reported, to show it is the better model). For each short window, ``voice_feature_windows``
+compares the pooled voice feature with the 30-s pass's (cosine per turn). ``--texts`` writes
+every alternative's words for reading.
 
 Sets:
 
@@ -132,7 +142,14 @@ def transcribe(model, audio: np.ndarray, window: int | None) -> str:
     return " ".join(p.text.strip() for p in parts)
 
 
-def run_set(model, items, window: int | None, reference: list[str] | None) -> tuple[dict, list]:
+def word_error_rate(reference: list[str], texts: list[str]) -> float:
+    errors = sum(edits(words(r), words(h)) for r, h in zip(reference, texts, strict=True))
+    return round(errors / max(1, sum(len(words(r)) for r in reference)), 4)
+
+
+def run_set(
+    model, items, window: int | None, reference: list[str] | None, silver: list[str] | None = None
+) -> tuple[dict, list]:
     import ctranslate2
 
     ctranslate2.set_random_seed(0)  # the sampling fallback: same draws for every alternative
@@ -147,12 +164,12 @@ def run_set(model, items, window: int | None, reference: list[str] | None) -> tu
         "words": sum(len(words(t)) for t in texts),
     }
     if items[0][0]:
-        errors = sum(edits(words(ref), words(h)) for (ref, _), h in zip(items, texts, strict=True))
-        out["wer"] = round(errors / max(1, sum(len(words(ref)) for ref, _ in items)), 4)
+        out["wer"] = word_error_rate([ref for ref, _ in items], texts)
     if reference is not None:
-        changed = sum(edits(words(r), words(h)) for r, h in zip(reference, texts, strict=True))
-        out["vs_30s"] = round(changed / max(1, sum(len(words(r)) for r in reference)), 4)
+        out["vs_30s"] = word_error_rate(reference, texts)
         out["turns_changed"] = sum(r != h for r, h in zip(reference, texts, strict=True))
+    if silver is not None:
+        out["vs_silver"] = word_error_rate(silver, texts)
     out["turns_looping"] = sum(loops(t) for t in texts)
     return out, texts
 
@@ -185,6 +202,31 @@ def voice_feature_check(path: str, items, threads: int) -> dict:
     }
 
 
+def window_feature_check(model, items, windows: list[int]) -> dict:
+    """The pooled voice feature from each short window's encoder pass against the 30-s pass's
+    (what ML-SAN was trained on): cosine per turn."""
+    from mlsan.voice_features import WhisperVoiceEncoder, pool_states
+
+    enc = WhisperVoiceEncoder(model)
+    cos: dict[int, list[float]] = {w: [] for w in windows}
+    for _, audio in items:
+        mel = enc.window(audio)  # (80, 3000)
+        full = pool_states(np.array(model.encode(mel), np.float32)[0], len(audio))
+        for w in windows:
+            short = np.array(model.encode(np.ascontiguousarray(mel[:, : w * 100])), np.float32)
+            near = pool_states(short[0], len(audio))
+            cos[w].append(float(full @ near / np.linalg.norm(full) / np.linalg.norm(near)))
+    return {
+        f"window_{w}s": {
+            "turns": len(c),
+            "cosine_min": round(min(c), 4),
+            "cosine_p5": round(float(np.percentile(c, 5)), 4),
+            "cosine_median": round(float(np.median(c)), 4),
+        }
+        for w, c in cos.items()
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--meld", default="../shared/data/meld")
@@ -193,14 +235,28 @@ def main() -> int:
     p.add_argument("--n", type=int, default=120)
     p.add_argument("--windows", default="10,15", help="short windows to try, in seconds")
     p.add_argument("--approx", action="store_true", help="also the approximate 30-s encoder")
+    p.add_argument(
+        "--float32",
+        action="store_true",
+        help="also the 30-s pass at float32 (how far words move for a change that loses nothing)",
+    )
+    p.add_argument(
+        "--silver",
+        default=None,
+        help="a larger faster-whisper model directory: its 30-s beam-5 words are the stand-in "
+        "reference (vs_silver) where no one wrote the words down (conversation)",
+    )
+    p.add_argument("--texts", default=None, help="write every alternative's words here (JSON)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     import ctranslate2
     import torch
     from faster_whisper import WhisperModel
 
+    from mlsan.ct2_cpu import ENV, cpu_name, prefer_cpu_isa
     from mlsan.registry import default_registry
 
+    prefer_cpu_isa()  # the kernels the live ASR runs
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     sets = {
@@ -217,9 +273,18 @@ def main() -> int:
     def cut(features):  # the feature extractor's chunk: the whole 3000 frames at 30 s
         return encode(features[..., : model.feature_extractor.nb_max_frames])
 
-    alternatives: dict = {"window_30s": (cut, 30)}
+    alternatives: dict = {"window_30s": (model, cut, 30)}
     for w in [int(v) for v in args.windows.split(",") if v.strip()]:
-        alternatives[f"window_{w}s"] = (cut, w)
+        alternatives[f"window_{w}s"] = (model, cut, w)
+    if args.float32:
+        other = WhisperModel(
+            path,
+            device="cpu",
+            compute_type="float32",
+            cpu_threads=args.threads,
+            local_files_only=True,
+        )
+        alternatives["float32_30s"] = (other, other.encode, 30)
     if args.approx:
         from whisper_window_approx import WindowEncoder, WindowEncoderOptions
 
@@ -229,10 +294,11 @@ def main() -> int:
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(states[None]))
 
         exact = WindowEncoder.from_ct2(path)
-        alternatives["exact_float32"] = (lambda f: storage(exact.exact(f)), 30)
+        alternatives["exact_float32"] = (model, lambda f: storage(exact.exact(f)), 30)
         for margin, stride in ((0, 16), (0, 4), (250, 8)):
             enc = WindowEncoder.from_ct2(path, WindowEncoderOptions(stride, margin, args.threads))
             alternatives[f"approx_{margin}_{stride}"] = (
+                model,
                 lambda f, enc=enc: storage(
                     enc.states(np.asarray(f), n_states(model.current_samples), whole=True)
                 ),
@@ -240,25 +306,72 @@ def main() -> int:
             )
     result: dict = {"sets": {k: len(v) for k, v in sets.items()}}
     reference: dict[str, list[str]] = {}
+    silver: dict[str, list[str]] = {}
+    all_texts: dict[str, dict[str, list[str]]] = {}
+    if args.silver:
+        big = WhisperModel(
+            args.silver,
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=args.threads,
+            local_files_only=True,
+        )
+        ctranslate2.set_random_seed(0)
+        for set_name, items in sets.items():
+            silver[set_name] = [
+                " ".join(
+                    part.text.strip()
+                    for part in big.transcribe(
+                        a,
+                        language="en",
+                        beam_size=5,
+                        vad_filter=False,
+                        condition_on_previous_text=False,
+                    )[0]
+                )
+                for _, a in items
+            ]
+        all_texts["silver"] = silver
+        result["silver"] = {"model": args.silver}
+        for set_name, texts in silver.items():
+            result["silver"][set_name] = {"words": sum(len(words(t)) for t in texts)}
+            if sets[set_name][0][0]:
+                result["silver"][set_name]["wer"] = word_error_rate(
+                    [ref for ref, _ in sets[set_name]], texts
+                )
+        del big
     model.encode = cut
     transcribe(model, sets["ravdess"][0][1], 30)  # warm-up
-    for name, (encoder, window) in alternatives.items():
-        model.encode = encoder
+    for name, (whisper, encoder, window) in alternatives.items():
+        whisper.encode = encoder
         result[name] = {}
         for set_name, items in sets.items():
-            scored, texts = run_set(model, items, window, reference.get(set_name))
+            scored, texts = run_set(
+                whisper, items, window, reference.get(set_name), silver.get(set_name)
+            )
             result[name][set_name] = scored
+            all_texts.setdefault(name, {})[set_name] = texts
             reference.setdefault(set_name, texts)
         print(name, json.dumps(result[name]), file=sys.stderr, flush=True)
+    model.encode = encode
+    short = [int(v) for v in args.windows.split(",") if v.strip()]
+    if short:
+        result["voice_feature_windows"] = {
+            set_name: window_feature_check(model, sets[set_name], short)
+            for set_name in ("ravdess", "conversation")
+        }
     if args.approx:
         result["voice_feature"] = voice_feature_check(path, sets["conversation"], args.threads)
     result["machine"] = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name() or platform.processor() or platform.machine(),
+        "ct2_cpu_isa": os.environ.get(ENV),
         "cores": os.cpu_count(),
         "threads": args.threads,
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }
+    if args.texts:
+        Path(args.texts).write_text(json.dumps(all_texts, indent=1))
     print(json.dumps(result))
     return 0
 

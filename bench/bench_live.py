@@ -227,6 +227,7 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     from edge_app.live_pipeline import _quiet_hf
+    from mlsan.ct2_cpu import ENV, cpu_name
 
     _quiet_hf()
     results = []
@@ -258,6 +259,9 @@ def main() -> None:
                 "audio": str(args.audio),
                 "cpus_usable": len(os.sched_getaffinity(0)),
                 "cpu_count": os.cpu_count(),
+                "cpu": cpu_name(),
+                # CTranslate2's kernels for the ASR (mlsan.ct2_cpu; unset: its own AVX2 choice)
+                "ct2_cpu_isa": os.environ.get(ENV),
                 "goal": {"median_s": 0.8, "p95_s": 1.5},
                 "results": results,
             }

@@ -143,6 +143,9 @@ class WhisperVoiceEncoder:
     ) -> WhisperVoiceEncoder:
         from faster_whisper import WhisperModel
 
+        from mlsan.ct2_cpu import prefer_cpu_isa
+
+        prefer_cpu_isa()  # the same kernels as the live ASR pass
         if path is None:
             from mlsan.registry import default_registry
 

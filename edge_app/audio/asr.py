@@ -8,7 +8,8 @@ API::
 - ``AsrOptions.model``: None (the registry's "asr" directory, overridable with --asr-model /
   MLSAN_MODEL_ASR), a CTranslate2 model directory, or a size name ("tiny.en", "base", ...) that
   must already be in the local Hugging Face cache: nothing is downloaded at run time.
-- int8 on CPU by default, greedy decoding (``beam_size=1``) with Whisper's sampling fallback,
+- int8 on CPU by default (CTranslate2's AVX-512 kernels on Intel CPUs that have them:
+  ``mlsan.ct2_cpu``), greedy decoding (``beam_size=1``) with Whisper's sampling fallback,
   seeded (``AsrOptions.seed``: a replay gives the same words), no VAD filter (our VAD already
   cut the segment), no conditioning on previous text (segments are independent; avoids loops).
 - Voice-emotion features come from the same pass: the Whisper encoder output that decoding
@@ -102,6 +103,9 @@ class WhisperTranscriber:
         path = resolve_model(options.model)
         import ctranslate2
 
+        from mlsan.ct2_cpu import prefer_cpu_isa
+
+        prefer_cpu_isa()  # AVX-512 kernels on Intel CPUs (read at the first model load)
         # Before the model's worker threads first sample: each seeds its generator once.
         ctranslate2.set_random_seed(options.seed)
         try:
