@@ -2,7 +2,7 @@
 
     python bench/bench_asr_window.py [--meld ../shared/data/meld] [--ravdess ../shared/data/ravdess]
         [--n 120] [--windows 10,15] [--approx] [--float32] [--silver DIR] [--texts FILE]
-        [--threads 2]
+        [--best-of 5] [--threads 2]
 
 faster-whisper pads every segment to a 30-s window, so the encoder's cost does not shrink with
 the speech (live segments are at most 6 s). Alternatives, on the same audio:
@@ -15,7 +15,10 @@ the speech (live segments are at most 6 s). Alternatives, on the same audio:
   (so a difference from the shipped pass that ``exact_float32`` does not show is the
   approximation's);
 - ``--float32``: the shipped 30-s pass at float32 instead of int8 (``float32_30s``): how far the
-  words move for a change that loses nothing, the yardstick for ``vs_30s``.
+  words move for a change that loses nothing, the yardstick for ``vs_30s``;
+- ``--best-of N``: the shipped 30-s pass drawing N hypotheses at each fallback temperature
+  instead of ``AsrOptions.best_of`` (``best_of_N``). Every pass reports how many turns fell back
+  to sampling (``turns_fallback``) and their wall ms (``fallback_ms_median``).
 
 ``--silver DIR``: a larger faster-whisper model (for example Whisper base, 30-s window, beam 5)
 whose words stand in for the missing reference on conversation: every alternative also gets
@@ -129,12 +132,15 @@ def loops(text: str) -> bool:
     )
 
 
-def transcribe(model, audio: np.ndarray, window: int | None) -> str:
+def transcribe(model, audio: np.ndarray, window: int | None, best_of: int | None = None) -> str:
+    from edge_app.audio.asr import AsrOptions
+
     parts, _ = model.transcribe(
         audio,
         chunk_length=window,
         language="en",
         beam_size=1,
+        best_of=AsrOptions.best_of if best_of is None else best_of,
         word_timestamps=True,
         vad_filter=False,
         condition_on_previous_text=False,
@@ -147,21 +153,49 @@ def word_error_rate(reference: list[str], texts: list[str]) -> float:
     return round(errors / max(1, sum(len(words(r)) for r in reference)), 4)
 
 
+class CountingGenerate:
+    """Wraps a CTranslate2 Whisper model: counts ``generate`` calls (more than one per turn:
+    the greedy text was rejected and the sampling fallback ran)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def generate(self, *args, **kwargs):
+        self.calls += 1
+        return self.inner.generate(*args, **kwargs)
+
+
 def run_set(
-    model, items, window: int | None, reference: list[str] | None, silver: list[str] | None = None
+    model,
+    items,
+    window: int | None,
+    reference: list[str] | None,
+    silver: list[str] | None = None,
+    best_of: int | None = None,
 ) -> tuple[dict, list]:
     import ctranslate2
 
     ctranslate2.set_random_seed(0)  # the sampling fallback: same draws for every alternative
-    texts, wall = [], []
+    if not isinstance(model.model, CountingGenerate):
+        model.model = CountingGenerate(model.model)
+    texts, wall, fallback = [], [], []
     for _, audio in items:
         model.current_samples = len(audio)
+        calls = model.model.calls
         t = time.perf_counter()
-        texts.append(transcribe(model, audio, window))
+        texts.append(transcribe(model, audio, window, best_of))
         wall.append(1000 * (time.perf_counter() - t))
+        if model.model.calls - calls > 1:
+            fallback.append(wall[-1])
     out = {
         "ms_median": round(float(np.median(wall)), 1),
         "words": sum(len(words(t)) for t in texts),
+        "turns_fallback": len(fallback),
+        "fallback_ms_median": round(float(np.median(fallback)), 1) if fallback else None,
     }
     if items[0][0]:
         out["wer"] = word_error_rate([ref for ref, _ in items], texts)
@@ -247,6 +281,12 @@ def main() -> int:
         "reference (vs_silver) where no one wrote the words down (conversation)",
     )
     p.add_argument("--texts", default=None, help="write every alternative's words here (JSON)")
+    p.add_argument(
+        "--best-of",
+        type=int,
+        default=None,
+        help="also the 30-s pass drawing this many hypotheses per fallback temperature",
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     import ctranslate2
@@ -273,9 +313,12 @@ def main() -> int:
     def cut(features):  # the feature extractor's chunk: the whole 3000 frames at 30 s
         return encode(features[..., : model.feature_extractor.nb_max_frames])
 
-    alternatives: dict = {"window_30s": (model, cut, 30)}
+    # name -> (model, encoder, window s, hypotheses per fallback temperature; None: shipped)
+    alternatives: dict = {"window_30s": (model, cut, 30, None)}
+    if args.best_of is not None:
+        alternatives[f"best_of_{args.best_of}"] = (model, cut, 30, args.best_of)
     for w in [int(v) for v in args.windows.split(",") if v.strip()]:
-        alternatives[f"window_{w}s"] = (model, cut, w)
+        alternatives[f"window_{w}s"] = (model, cut, w, None)
     if args.float32:
         other = WhisperModel(
             path,
@@ -284,7 +327,7 @@ def main() -> int:
             cpu_threads=args.threads,
             local_files_only=True,
         )
-        alternatives["float32_30s"] = (other, other.encode, 30)
+        alternatives["float32_30s"] = (other, other.encode, 30, None)
     if args.approx:
         from whisper_window_approx import WindowEncoder, WindowEncoderOptions
 
@@ -294,7 +337,7 @@ def main() -> int:
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(states[None]))
 
         exact = WindowEncoder.from_ct2(path)
-        alternatives["exact_float32"] = (model, lambda f: storage(exact.exact(f)), 30)
+        alternatives["exact_float32"] = (model, lambda f: storage(exact.exact(f)), 30, None)
         for margin, stride in ((0, 16), (0, 4), (250, 8)):
             enc = WindowEncoder.from_ct2(path, WindowEncoderOptions(stride, margin, args.threads))
             alternatives[f"approx_{margin}_{stride}"] = (
@@ -303,6 +346,7 @@ def main() -> int:
                     enc.states(np.asarray(f), n_states(model.current_samples), whole=True)
                 ),
                 30,
+                None,
             )
     result: dict = {"sets": {k: len(v) for k, v in sets.items()}}
     reference: dict[str, list[str]] = {}
@@ -342,12 +386,12 @@ def main() -> int:
         del big
     model.encode = cut
     transcribe(model, sets["ravdess"][0][1], 30)  # warm-up
-    for name, (whisper, encoder, window) in alternatives.items():
+    for name, (whisper, encoder, window, best_of) in alternatives.items():
         whisper.encode = encoder
         result[name] = {}
         for set_name, items in sets.items():
             scored, texts = run_set(
-                whisper, items, window, reference.get(set_name), silver.get(set_name)
+                whisper, items, window, reference.get(set_name), silver.get(set_name), best_of
             )
             result[name][set_name] = scored
             all_texts.setdefault(name, {})[set_name] = texts

@@ -14,7 +14,9 @@ Prints one JSON object. Per configuration (compared in the same run, same file, 
 * ``drops``: items dropped per queue and audio samples lost (should all be 0);
 * ``end_of_file_to_stop_s``: from the last audio chunk to every thread stopped (the last
   utterance is still transcribed and scored in between);
-* per-stage median latency (ms), utterances, speakers.
+* per-stage median latency (ms), utterances, speakers;
+* ``turns``: (media time of the utterance's end, latency) per utterance, to pair the same turns
+  across configurations (a list per run when ``--repeat`` > 1).
 
 Usage::
 
@@ -32,7 +34,10 @@ speech detection before issue 12's change (0.25 s look-ahead, speaker changes ju
 (``SegmentationOptions.change_recheck_s``); ``-ccS`` judges a speaker change once it has S
 seconds of right context (``SegmentationOptions.change_context_s``); ``-nogrow`` hands segments on
 with their first-score edges (``VadOptions.grow_threshold=None``); ``-uiH`` redraws the UI H times a
-second (``LiveOptions.refresh_hz``; it also redraws at once for every new emotion).
+second (``LiveOptions.refresh_hz``; it also redraws at once for every new emotion); ``-spec`` /
+``-nospec`` turns speculative speech recognition on / off (``--speculative-asr``;
+``asr_ahead`` counts what became of the guesses: with it on, the ``asr`` stage median mixes
+guess passes and turns served from a guess at once).
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
 ``load_avg_1m_before`` is recorded because the CPU may be shared with other work.
 """
@@ -68,7 +73,7 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def run_config(name: str, audio: Path, context: int) -> dict:
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from rich.console import Console
 
@@ -80,6 +85,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     seg, asr_threads, refresh_hz = 10.0, 2, LiveOptions.refresh_hz
     model_paths: tuple[tuple[str, str], ...] = ()
     audio_opts = AudioPipelineOptions()
+    speculative = LiveOptions.speculative_asr
     for knob in knobs:
         if knob == "text":
             model_paths = (("mlsan", str(REPO / "mlsan" / "checkpoints" / "mlsan_meld.pt")),)
@@ -94,6 +100,9 @@ def run_config(name: str, audio: Path, context: int) -> dict:
                     change_recheck_s=0,
                 ),
             )
+            continue
+        if knob in ("spec", "nospec"):  # speculative speech recognition (--speculative-asr)
+            speculative = knob == "spec"
             continue
         if knob == "nogrow":  # segment edges not re-judged at hand-on (VadOptions)
             audio_opts = replace(audio_opts, vad=replace(audio_opts.vad, grow_threshold=None))
@@ -122,6 +131,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         max_segment_s=seg,
         asr_threads=asr_threads,
         refresh_hz=refresh_hz,
+        speculative_asr=speculative,
         model_paths=model_paths,
         audio_options=audio_opts,
     )
@@ -131,12 +141,14 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     load_s = time.monotonic() - t_load
     ready: list[tuple[float, float]] = []  # (ready wall time, latency)
     ids: list[int] = []
+    turns: list[tuple[float, float]] = []  # (utterance t_end, latency): paired across configs
     lock = threading.Lock()
 
     def on_event(event) -> None:
         with lock:
             ready.append((time.monotonic(), event.latency_s))
             ids.append(event.utterance_id)
+            turns.append((round(event.t_end, 3), round(event.latency_s, 3)))
 
     rt = pipe.build()
     frames: list[tuple[float, int]] = []  # (time the frame was on screen, utterances in it)
@@ -204,6 +216,10 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         },
         "ui_refresh_hz": options.refresh_hz,
         "ui_frames": ui.frames,
+        # Speculative ASR: guesses transcribed, kept (exact / near), transcribed again, skipped.
+        "speculative_asr": options.speculative_asr,
+        "asr_ahead": asdict(pipe.loaded.asr.ahead),
+        "turns": turns,
         "_ready_s": [lat for _, lat in ready],
         "_ready_s_segment_end": seg_end,
         "_ready_s_inside_segment": inside,
@@ -248,6 +264,10 @@ def main() -> None:
             result["load_avg_1m_before"] = [r["load_avg_1m_before"] for r in runs]
             result["drops"] = {k: sum(r["drops"][k] for r in runs) for k in result["drops"]}
             result["audio_samples_lost"] = sum(r["audio_samples_lost"] for r in runs)
+            result["turns"] = [r["turns"] for r in runs]
+            result["asr_ahead"] = {
+                k: sum(r["asr_ahead"][k] for r in runs) for k in result["asr_ahead"]
+            }
         for r in runs:
             for key in [k for k in r if k.startswith("_")]:
                 r.pop(key)

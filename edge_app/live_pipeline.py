@@ -4,7 +4,8 @@ Threads and queues (policy when full)::
 
     audio source ─► [audio 256 chunks: drop newest after 0.5 s, counted (BLOCK when --fast)]
       └► vad ─┬─► [segments→asr 32: block] ─► asr (faster-whisper) ─────────┐
-              └─► [segments→voice 32: block] ─► voice (CAM++ + diarizer) ───┤
+              │    (+ guesses of the next segment: speculative ASR)          │
+              └─► [segments→voice 32: block, segments only] ─► voice (CAM++ + diarizer) ─┤
                                                    [utterance parts 64: block, 2 producers]
                                                                               ▼
                                  assemble (UtteranceAssembler, face binding) ─► [utterances 64:
@@ -17,6 +18,12 @@ voice stage run in parallel on separate threads so neither waits for the other; 
 never waits for audio (the assembler waits, bounded, for the faces of a turn's last frames:
 ``VideoFaceContext``). Backpressure from a slow model reaches the audio queue, the one place
 where live input can be lost, and is counted there (and by the microphone source).
+
+Speculative speech recognition (``LiveOptions.speculative_asr``, off by default; real-time
+runs only): the VAD's early guess of where a turn ends (``StreamingVad.speculation``) goes to
+the ASR stage, which transcribes it while the VAD makes sure, if no segment waits; the segment
+handed on then gets those words at once when it is the same audio
+(``WhisperTranscriber.transcribe_ahead``).
 
 Latency of an utterance = wall time when its emotion is ready minus wall time when the audio
 of its last sample arrived (:class:`ArrivalLog`): the same meaning for a microphone and a
@@ -32,7 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +54,7 @@ from edge_app.emotion_features import (
     UtteranceFeaturizer,
 )
 from edge_app.events import EmotionEvent, EventWriter
-from edge_app.messages import AudioChunk, SpeakerTurn, SpeechSegment
+from edge_app.messages import AudioChunk, SegmentGuess, SpeakerTurn, SpeechSegment
 from edge_app.runtime import Overflow, Runtime
 from edge_app.states import SpeakerStates, StateOptions
 from edge_app.ui import HeaderInfo, UiSnapshot
@@ -85,6 +92,13 @@ class LiveOptions:
     # (audio.vad.VadOptions.max_segment_s); the DER of these defaults is in README, Voices.
     max_segment_s: float = 6.0
     asr_threads: int = 2
+    # Speculative speech recognition (--speculative-asr): start on the VAD's early guess of a
+    # turn's end while the VAD makes sure, keep the words when the guess was right. Off by
+    # default: on the sample it served 3 of 9 turns 0.27-0.5 s sooner but left the median
+    # within the run-to-run spread, for 0.05 CPU s per s more (bench/bench_live.py -spec;
+    # README, Live latency), and the CPU budget is what a 2-core CPU lacks. Only on a
+    # real-time clock: a --fast replay's ASR is never idle.
+    speculative_asr: bool = False
     debug: bool = False
     # audio.offline.AudioPipelineOptions; None: the defaults (bench_live compares variants)
     audio_options: object | None = None
@@ -119,22 +133,41 @@ class ArrivalLog:
 
 
 class VadStage:
-    def __init__(self, vad) -> None:
-        self.vad = vad
+    """Audio -> speech segments; with ``guesses``, also the VAD's guess of the segment it is
+    about to hand on (SegmentGuess, for the ASR stage only)."""
 
-    def process(self, chunk: AudioChunk) -> list[SpeechSegment]:
-        return self.vad.process(chunk)
+    def __init__(self, vad, guesses: bool = False) -> None:
+        self.vad = vad
+        self.guesses = guesses
+
+    def process(self, chunk: AudioChunk) -> list[SpeechSegment | SegmentGuess]:
+        out: list[SpeechSegment | SegmentGuess] = list(self.vad.process(chunk))
+        if self.guesses:
+            guess = self.vad.speculation()
+            if guess is not None:
+                out.append(SegmentGuess(guess))
+        return out
 
     def flush(self) -> list[SpeechSegment]:
         return self.vad.flush()
 
 
 class AsrStage:
-    def __init__(self, asr) -> None:
-        self.asr = asr
+    """Segments -> transcripts. A SegmentGuess is transcribed ahead (kept for the segment it
+    guesses) only when no segment waits in ``backlog``: a guess never delays a real turn."""
 
-    def process(self, segment: SpeechSegment):
-        return [self.asr.transcribe(segment)]
+    def __init__(self, asr, backlog: Callable[[], int] = lambda: 0) -> None:
+        self.asr = asr
+        self.backlog = backlog
+
+    def process(self, item: SpeechSegment | SegmentGuess):
+        if isinstance(item, SegmentGuess):
+            if self.backlog():
+                self.asr.ahead.skipped += 1
+            else:
+                self.asr.transcribe_ahead(item.segment)
+            return []
+        return [self.asr.transcribe(item)]
 
     def flush(self):
         return []
@@ -540,13 +573,20 @@ class LivePipeline:
             units="samples",
         )
         asr_q = rt.queue("segments→asr", 32, Overflow.BLOCK)
-        voice_q = rt.queue("segments→voice", 32, Overflow.BLOCK)
+        # Guesses (SegmentGuess) go to speech recognition only.
+        voice_q = rt.queue(
+            "segments→voice",
+            32,
+            Overflow.BLOCK,
+            accepts=lambda item: isinstance(item, SpeechSegment),
+        )
         parts_q = rt.queue("utterance parts", 64, Overflow.BLOCK, producers=2)
         utt_q = rt.queue("utterances", 64, Overflow.BLOCK)
 
         rt.add_source("audio-source", ld.audio_source.chunks, [audio_q], on_item=self.arrivals.note)
-        rt.add_stage("vad", VadStage(ld.vad), audio_q, [asr_q, voice_q])
-        rt.add_stage("asr", AsrStage(ld.asr), asr_q, [parts_q])
+        guesses = opts.speculative_asr and ld.clock.realtime
+        rt.add_stage("vad", VadStage(ld.vad, guesses), audio_q, [asr_q, voice_q])
+        rt.add_stage("asr", AsrStage(ld.asr, asr_q.qsize), asr_q, [parts_q])
         rt.add_stage("voice", VoiceStage(ld.speaker_stage), voice_q, [parts_q])
         faces = progress = None
         if ld.face_stage is not None:
@@ -673,6 +713,7 @@ class LivePipeline:
         # Process CPU time: counts the native threads of CTranslate2/torch/onnxruntime too.
         cpu = time.process_time() - self._cpu0
         asm = self.assembler
+        ahead = getattr(getattr(self.loaded, "asr", None), "ahead", None)
         return {
             "type": "summary",
             "media_s": round(snap.media_t, 3),
@@ -685,6 +726,8 @@ class LivePipeline:
             "audio_samples_dropped": int(round(snap.audio_dropped_s * 16000)),
             "drops": {q.name: q.dropped for q in stats.queues},
             "skipped_no_words": asm.skipped_no_words if asm else 0,
+            # Speculative ASR: guesses transcribed, kept (exact / near), transcribed again, skipped
+            "asr_ahead": asdict(ahead) if ahead is not None else None,
             "stages": {
                 s.name: {
                     "items": s.items,

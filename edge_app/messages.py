@@ -43,6 +43,15 @@ class SpeechSegment:
 
 
 @dataclass(frozen=True)
+class SegmentGuess:
+    """The VAD's guess of the segment it is about to hand on (``StreamingVad.speculation``),
+    sent to speech recognition only, which starts on it while the VAD makes sure; its
+    ``segment.segment_id`` is -1."""
+
+    segment: SpeechSegment
+
+
+@dataclass(frozen=True)
 class Word:
     text: str
     t_start: float

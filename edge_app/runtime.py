@@ -96,6 +96,7 @@ class StageQueue:
         put_timeout_s: float = 0.5,
         units_of: Callable[[Any], int] | None = None,
         units: str = "items",
+        accepts: Callable[[Any], bool] | None = None,
     ) -> None:
         if maxsize < 1:
             raise ValueError("a StageQueue must be bounded (maxsize >= 1)")
@@ -108,6 +109,9 @@ class StageQueue:
         self._ends_seen = 0
         self._units_of = units_of or (lambda _item: 1)
         self._units = units
+        # Items this queue is not for (a stage feeding several queues with different kinds of
+        # message) are passed over: not queued, not counted as dropped.
+        self._accepts = accepts
         self._lock = threading.Lock()
         self.dropped = 0
         self.dropped_units = 0
@@ -124,9 +128,12 @@ class StageQueue:
             self.high_water = depth
 
     def put(self, item: Any, stop: threading.Event) -> bool:
-        """Enqueue per the policy; False if the item was dropped or the run is stopping."""
+        """Enqueue per the policy; False if the item was dropped, is not for this queue
+        (``accepts``) or the run is stopping."""
         if item is END:
             return self._put_end(stop)
+        if self._accepts is not None and not self._accepts(item):
+            return False
         if self.policy is Overflow.DROP_OLDEST:
             while True:
                 try:

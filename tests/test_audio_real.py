@@ -259,3 +259,42 @@ def test_cli_diarize_writes_rttm_json_and_gallery(shared_data, tmp_path, capsys)
     # Bad input: one line, exit 2.
     assert main(["diarize", str(tmp_path / "missing.wav"), "--rttm", str(rttm)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_whisper_pass_ahead_serves_the_segment_it_guessed(shared_data):
+    """Speculative recognition (``WhisperTranscriber.transcribe_ahead``) on one of the sample's
+    turns (11.26-14.69 s, ended by a change of voice): a guess of the same audio serves the
+    segment with the words and voice states a plain pass gives; a guess that ends 3 frames
+    later (within ``ahead_tolerance_s``) serves it with the guess's words, times cut at the
+    segment's end and states of the segment's length; one 0.7 s short is transcribed again."""
+    from edge_app.audio.asr import AsrOptions, WhisperTranscriber
+    from edge_app.audio.sources import load_audio
+    from mlsan.voice_features import n_states
+
+    audio = load_audio(shared_data / "diarization" / "sample.wav")
+
+    def seg(i: int, a: float, b: float) -> SpeechSegment:
+        return SpeechSegment(i, a, b, audio[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)])
+
+    a, b, later = 11.264, 14.688, 14.784
+    asr = WhisperTranscriber(AsrOptions())
+    plain = asr.transcribe(seg(1, a, b))
+    longer = asr.transcribe(seg(2, a, later))
+    assert plain.text and asr.ahead.passes == 0
+
+    asr.transcribe_ahead(seg(-1, a, b))
+    same = asr.transcribe(seg(3, a, b))
+    assert (asr.ahead.passes, asr.ahead.used) == (1, 1)
+    assert (same.segment_id, same.text, same.words) == (3, plain.text, plain.words)
+    np.testing.assert_array_equal(asr.voice_states.get(3)[1], asr.voice_states.get(1)[1])
+
+    asr.transcribe_ahead(seg(-1, a, later))
+    near = asr.transcribe(seg(4, a, b))
+    assert asr.ahead.used_near == 1 and near.text == longer.text
+    assert all(w.t_end <= b for w in near.words) and near.t_end == b
+    assert asr.voice_states.get(4)[1].shape[0] == n_states(len(seg(4, a, b).samples))
+
+    asr.transcribe_ahead(seg(-1, a, b - 0.7))
+    again = asr.transcribe(seg(5, a, b))
+    assert asr.ahead.unused == 1 and again.text == plain.text
+    assert asr.transcribe(seg(6, a, b)).text == plain.text and asr.ahead.unused == 1  # forgotten

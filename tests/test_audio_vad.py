@@ -363,3 +363,75 @@ def test_grown_edges_never_enter_a_neighbouring_segment():
         assert len(a.samples) == round((a.t_end - a.t_start) * SAMPLE_RATE)
     assert segs[0].t_end == pytest.approx(segs[1].t_start, abs=1e-6)  # the gap went to one
     assert segs[1].truncated and segs[2].t_start == pytest.approx(segs[1].t_end, abs=1e-6)
+
+
+class _GuessingModel(_LateChangeModel):
+    """``_LateChangeModel`` that also guesses early (``take_tentative_changes``): a change at
+    frame ``guess`` once ``guess_context`` frames after it have arrived."""
+
+    def __init__(self, change: int, context: int, guess: int, guess_context: int) -> None:
+        self.guess, self.guess_context = guess, guess_context
+        super().__init__(change, context)
+
+    def reset(self) -> None:
+        super().reset()
+        self.guessed = False
+
+    def take_tentative_changes(self) -> list[int]:
+        if not self.guessed and self.n >= self.guess + self.guess_context:
+            self.guessed = True
+            return [self.guess]
+        return []
+
+
+def _guesses_and_segments(model, seconds: float = 8.0):
+    """Stream ``seconds`` of noise in 0.1-s chunks: [(stream time, guess)], [(stream time,
+    segment)] (the stream time when each was known)."""
+    from edge_app.audio.vad import StreamingVad
+
+    vad = StreamingVad(VadOptions(**{**OPTS, "max_segment_s": 6.0}), model)
+    audio = np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE))
+    audio = audio.astype(np.float32)
+    chunk = SAMPLE_RATE // 10
+    guesses, segments = [], []
+    for i in range(0, len(audio), chunk):
+        now = (i + chunk) / SAMPLE_RATE
+        segments += [
+            (now, s) for s in vad.process(AudioChunk(i / SAMPLE_RATE, audio[i : i + chunk]))
+        ]
+        guess = vad.speculation()
+        if guess is not None:
+            guesses.append((now, guess))
+    return guesses, segments
+
+
+def test_speculation_guesses_the_turn_before_the_change_is_sure():
+    # The voice changes at 2.0 s; the model guesses it after 0.1 s and is sure after 0.5 s: the
+    # guess (once) is the very segment handed on 0.4 s later, audio and times alike.
+    change = frames(2.0)
+    guesses, segments = _guesses_and_segments(
+        _GuessingModel(change, frames(0.5), change, frames(0.1))
+    )
+    ((t_guess, guess),) = guesses
+    t_seg, first = segments[0]
+    assert guess.segment_id == -1 and first.segment_id == 0  # a guess takes no stream id
+    assert (guess.t_start, guess.t_end) == (first.t_start, first.t_end)
+    assert np.array_equal(guess.samples, first.samples)
+    assert t_seg - t_guess >= 0.5 - 0.1 - 0.1 - F  # known a chunk-rounded 0.4 s sooner
+
+
+def test_speculation_is_only_a_guess():
+    # A guess 3 frames before the change the model is later sure of: the segment handed on
+    # ends at the sure change (the guess changed nothing), 3 frames past the guess's end.
+    change = frames(2.0)
+    guesses, segments = _guesses_and_segments(
+        _GuessingModel(change, frames(0.5), change - 3, frames(0.1))
+    )
+    ((_, guess),) = guesses
+    first = segments[0][1]
+    assert guess.t_start == first.t_start
+    assert len(first.samples) - len(guess.samples) == 3 * FRAME
+    assert np.array_equal(guess.samples, first.samples[: len(guess.samples)])
+    # A guess inside the first change_min_s of a segment is no turn end: nothing is guessed.
+    guesses, _ = _guesses_and_segments(_GuessingModel(change, frames(0.5), 5, frames(0.1)))
+    assert guesses == []

@@ -72,7 +72,7 @@ def test_headless_events_on_stdout(wav, checkpoint, labels, tmp_path):
     proc = subprocess.run(
         [*CLI, "--audio", str(wav), "--headless", "--events", "-",
          "--gallery", str(gallery), "--name", "spk1=Alice", "--backend", "onnxruntime",
-         "--record-inputs", str(recording)],
+         "--record-inputs", str(recording), "--speculative-asr"],
         cwd=REPO, capture_output=True, text=True, timeout=150,
         env={**os.environ, "DISPLAY": ""},
     )  # fmt: skip
@@ -105,6 +105,13 @@ def test_headless_events_on_stdout(wav, checkpoint, labels, tmp_path):
     assert np.all(latencies > 0.01) and np.all(latencies < 6.0 + 2.0), latencies
     assert summary["latency_p50_s"] == pytest.approx(np.median(latencies), abs=1e-3)
     assert summary["latency_p95_s"] == pytest.approx(np.percentile(latencies, 95), abs=1e-3)
+    # Speculative ASR (--speculative-asr) ran live: a turn got the words of a guess made before
+    # its end was sure; every guess transcribed is accounted for (the last may still wait for
+    # its segment).
+    ahead = summary["asr_ahead"]
+    assert ahead["used"] + ahead["used_near"] >= 1, ahead
+    resolved = ahead["used"] + ahead["used_near"] + ahead["unused"]
+    assert resolved <= ahead["passes"] <= resolved + 1, ahead
     ends = [r["t_end"] for r in utts]
     assert ends == sorted(ends)
     said = " ".join(r["text"] for r in utts)

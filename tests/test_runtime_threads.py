@@ -115,6 +115,52 @@ def test_end_marker_waits_for_every_producer():
     assert q.get(0.1) is END
 
 
+def test_queue_passes_over_what_it_is_not_for():
+    # The VAD stage feeds speech recognition and the voice stage; its guesses (SegmentGuess)
+    # are for speech recognition only: the voice queue passes over them, uncounted.
+    stop = threading.Event()
+    q = StageQueue("segments", 1, Overflow.BLOCK, accepts=lambda item: isinstance(item, int))
+    assert not q.put("guess", stop)  # passed over at once, even though the queue has room
+    assert q.put(1, stop) and not q.put("guess", stop)  # ...and when it is full: no blocking
+    assert q.stats().dropped == 0 and q.qsize() == 1
+    assert q.get(0.1) == 1
+    assert q.put(END, stop) and q.get(0.1) is END  # the end marker always gets through
+
+
+class _FakeAsr:
+    """What AsrStage needs of WhisperTranscriber; records the order of its passes."""
+
+    def __init__(self) -> None:
+        from edge_app.audio.asr import AheadCounts
+
+        self.ahead = AheadCounts()
+        self.passes: list[tuple[str, int]] = []
+
+    def transcribe(self, segment):
+        self.passes.append(("segment", segment.segment_id))
+        return segment.segment_id
+
+    def transcribe_ahead(self, guess):
+        self.passes.append(("ahead", guess.segment_id))
+
+
+def test_asr_stage_never_lets_a_guess_delay_a_segment():
+    from edge_app.live_pipeline import AsrStage
+    from edge_app.messages import SegmentGuess, SpeechSegment
+
+    def segment(i: int) -> SpeechSegment:
+        return SpeechSegment(i, 0.0, 1.0, np.zeros(16000, np.float32))
+
+    waiting = [0]
+    asr = _FakeAsr()
+    stage = AsrStage(asr, backlog=lambda: waiting[0])
+    assert stage.process(SegmentGuess(segment(-1))) == []  # transcribed ahead, nothing out
+    waiting[0] = 1  # a segment is queued behind this guess: the guess is skipped
+    assert stage.process(SegmentGuess(segment(-1))) == []
+    assert stage.process(segment(7)) == [7]
+    assert asr.passes == [("ahead", -1), ("segment", 7)] and asr.ahead.skipped == 1
+
+
 def test_drop_oldest_never_discards_end():
     stop = threading.Event()
     q = StageQueue("video", 1, Overflow.DROP_OLDEST)

@@ -9,9 +9,14 @@ API::
   MLSAN_MODEL_ASR), a CTranslate2 model directory, or a size name ("tiny.en", "base", ...) that
   must already be in the local Hugging Face cache: nothing is downloaded at run time.
 - int8 on CPU by default (CTranslate2's AVX-512 kernels on Intel CPUs that have them:
-  ``mlsan.ct2_cpu``), greedy decoding (``beam_size=1``) with Whisper's sampling fallback,
-  seeded (``AsrOptions.seed``: a replay gives the same words), no VAD filter (our VAD already
-  cut the segment), no conditioning on previous text (segments are independent; avoids loops).
+  ``mlsan.ct2_cpu``), greedy decoding (``beam_size=1``) with Whisper's sampling fallback
+  (one draw per temperature: ``best_of``), seeded (``AsrOptions.seed``: a replay gives the
+  same words), no VAD filter (our VAD already cut the segment), no conditioning on previous
+  text (segments are independent; avoids loops).
+- Speculative recognition: ``transcribe_ahead(guess)`` transcribes the VAD's guess of the
+  segment it is about to hand on (``StreamingVad.speculation``), while the VAD makes sure; the
+  next ``transcribe`` returns that result at once if its segment is the same audio (up to
+  ``ahead_tolerance_s`` at the end). The live run's ASR stage does it when no segment waits.
 - Voice-emotion features come from the same pass: the Whisper encoder output that decoding
   used is captured (``mlsan.voice_features.capture_encoder``) and kept per segment in
   ``voice_states`` (the last ``VOICE_STATES_KEPT`` segments; ``voice_states.get(segment_id)`` ->
@@ -30,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.messages import SpeechSegment, Transcript, Word
+from edge_app.messages import SAMPLE_RATE, SpeechSegment, Transcript, Word
 from mlsan.errors import UserFacingError
 
 
@@ -55,6 +60,18 @@ class AsrOptions:
     # of the AMI excerpts became "Thanks for watching. Thanks for watching."; a beam-5 retry
     # instead looped on another ("a little bit of a little bit of ...").
     seed: int = 0
+    # Hypotheses drawn at each fallback temperature (faster-whisper's default: 5). Each one
+    # runs the decoder over the whole 30-s window, so 5 made a fallback turn cost 1.4 s instead
+    # of 0.74 s (median wall, 22 fallback passes, 2 threads) and 2.1 instead of 1.3 CPU s, for
+    # the same words (bench/bench_asr_window.py --best-of 5: espeak-ng MELD WER 23.8 vs 23.7 %,
+    # conversation vs Whisper base 33.7 vs 33.5 %). Greedy turns (85 % of conversation) are
+    # not touched.
+    best_of: int = 1
+    # Speculative recognition (``transcribe_ahead``): a guess is kept for a segment that
+    # differs from it only by up to this much audio at its end (a speaker change confirmed a
+    # frame or three away from the early guess). The words and the voice feature's states then
+    # come from the guess's pass (see README, Live latency, for how far they move). 0: exact.
+    ahead_tolerance_s: float = 0.1
 
 
 def resolve_model(model: str | None) -> str:
@@ -71,6 +88,18 @@ def resolve_model(model: str | None) -> str:
             "model directory or a size such as tiny.en with --asr-model"
         )
     return model  # a size name, loaded from the local cache only
+
+
+@dataclass
+class AheadCounts:
+    """What became of the guesses transcribed ahead (``transcribe_ahead``); written by the
+    ASR thread only."""
+
+    passes: int = 0  # guesses transcribed
+    used: int = 0  # ...whose segment was the same audio
+    used_near: int = 0  # ...the same but for up to ahead_tolerance_s at its end
+    unused: int = 0  # the segment handed on was other audio (transcribed again), or replaced
+    skipped: int = 0  # not transcribed (segments were waiting: AsrStage)
 
 
 VOICE_STATES_KEPT = 64  # segments whose encoder states wait for the emotion stage
@@ -129,16 +158,79 @@ class WhisperTranscriber:
 
         self._take_states = capture_encoder(self.model)
         self.voice_states = VoiceStates()
+        self._ahead: tuple[SpeechSegment, Transcript, np.ndarray | None] | None = None
+        self.ahead = AheadCounts()
 
     def transcribe(self, segment: SpeechSegment) -> Transcript:
+        reused = self._reuse_ahead(segment)
+        if reused is not None:
+            return reused
+        transcript, states = self._pass(segment)
+        self._keep_states(segment, states)
+        return transcript
+
+    def transcribe_ahead(self, guess: SpeechSegment) -> None:
+        """Transcribe the VAD's guess of the segment it is about to hand on
+        (``StreamingVad.speculation``) and keep the result (only the last guess): the next
+        ``transcribe`` returns it at once if its segment is the same audio, or the same give or
+        take ``AsrOptions.ahead_tolerance_s`` at its end."""
+        transcript, states = self._pass(guess)
+        if self._ahead is not None:  # a newer guess of the same open segment replaces it
+            self.ahead.unused += 1
+        self._ahead = (guess, transcript, states)
+        self.ahead.passes += 1
+
+    def _reuse_ahead(self, segment: SpeechSegment) -> Transcript | None:
+        """The kept guess's words and states for ``segment`` when it matches (see
+        ``transcribe_ahead``); the guess is forgotten either way (the VAD has moved on)."""
+        if self._ahead is None:
+            return None
+        guess, transcript, states = self._ahead
+        self._ahead = None
+        a, b = guess.samples, segment.samples
+        n = min(len(a), len(b))
+        tolerance = int(round(self.options.ahead_tolerance_s * SAMPLE_RATE))
+        if not (
+            abs(guess.t_start - segment.t_start) < 1e-6
+            and abs(len(a) - len(b)) <= tolerance
+            and n > 0
+            and np.array_equal(a[:n], b[:n])
+        ):
+            self.ahead.unused += 1
+            return None
+        if len(a) == len(b):
+            self.ahead.used += 1
+        else:
+            self.ahead.used_near += 1
+        t1 = segment.t_end
+        words = tuple(
+            Word(w.text, min(t1, w.t_start), min(t1, w.t_end), w.probability)
+            for w in transcript.words
+        )
+        self._keep_states(segment, states)
+        return Transcript(segment.segment_id, segment.t_start, t1, transcript.text, words)
+
+    def _keep_states(self, segment: SpeechSegment, states: np.ndarray | None) -> None:
+        """The encoder states over ``segment``'s audio, for the voice feature."""
+        if states is not None:
+            from mlsan.voice_features import n_states
+
+            self.voice_states.put(
+                segment.segment_id, segment.t_start, states[: n_states(len(segment.samples))]
+            )
+
+    def _pass(self, segment: SpeechSegment) -> tuple[Transcript, np.ndarray | None]:
+        """One Whisper pass: the transcript (media-clock times) and the encoder's states of the
+        whole window, (1500, 384), or None if none were captured."""
         audio = np.asarray(segment.samples, np.float32)
         if len(audio) == 0:
-            return Transcript(segment.segment_id, segment.t_start, segment.t_end, "", ())
+            return Transcript(segment.segment_id, segment.t_start, segment.t_end, "", ()), None
         self._take_states()  # drop anything left from an interrupted pass
         parts, _info = self.model.transcribe(
             audio,
             language=self.language,
             beam_size=self.options.beam_size,
+            best_of=self.options.best_of,
             word_timestamps=self.options.word_timestamps,
             vad_filter=False,
             condition_on_previous_text=False,
@@ -158,11 +250,8 @@ class WhisperTranscriber:
                     )
                 )
         states = self._take_states()
-        if states is not None:
-            from mlsan.voice_features import n_states
-
-            self.voice_states.put(
-                segment.segment_id, segment.t_start, states[: n_states(len(audio))]
-            )
         text = " ".join(t for t in texts if t)
-        return Transcript(segment.segment_id, segment.t_start, segment.t_end, text, tuple(words))
+        transcript = Transcript(
+            segment.segment_id, segment.t_start, segment.t_end, text, tuple(words)
+        )
+        return transcript, states

@@ -35,6 +35,12 @@ API::
   With a model that scores frames again later (``SegmentationVad.speech``), it re-judges a
   segment's edges when handing it on (``VadOptions.grow_threshold``): frames just outside it
   that the later scores call speech are added, never into a neighbouring segment.
+  ``StreamingVad.speculation()`` guesses the open segment as it will be handed on, once its end
+  can be foreseen: at an open pause (it ends there unless speech resumes within
+  ``min_silence_s``) or at an early speaker-change guess
+  (``SegmentationVad.take_tentative_changes``). It changes nothing here: the live run starts
+  transcribing the guess while the VAD makes sure, and keeps the words only if the segment
+  handed on is the same audio (``WhisperTranscriber.transcribe_ahead``).
   Times: a segment's ``t_start`` is the stream's first chunk ``t_start`` plus its sample offset;
   chunks with ``dropped_before`` get that many zeros inserted so the timeline stays right.
 """
@@ -372,6 +378,8 @@ class StreamingVad:
         self.probs: list[float] = []  # every frame's probability (diagnostics, bench)
         self._changes: set[int] = set()  # speaker-change frames reported before being pushed
         self._emitted_end = 0  # end frame (exclusive) of the last segment handed on
+        self._tentative: list[int] = []  # early speaker-change guesses, increasing
+        self._guessed: tuple[int, int] | None = None  # (start, end) of the last speculation
 
     def overlap(self, t_start: float, t_end: float) -> tuple[float, np.ndarray]:
         """p(overlapped speech) per 32-ms frame over [t_start, t_end): (time of the first
@@ -383,15 +391,16 @@ class StreamingVad:
         last = int(np.ceil((t_end - self._t0) / FRAME_S))
         return self._t0 + first * FRAME_S, self.model.overlap(first, last)
 
-    def _grown(self, fs: FrameSegment) -> FrameSegment:
+    def _grown(self, fs: FrameSegment, next_start: int | None = None) -> FrameSegment:
         """``fs`` with its edges re-judged on the model's later scores (see
-        ``VadOptions.grow_threshold``); ``fs`` itself when off or not known."""
+        ``VadOptions.grow_threshold``); ``fs`` itself when off or not known. ``next_start``:
+        where the next segment starts, if one is open (it is not grown into)."""
         if not self._grow:
             return fs
         lo = min(fs.start, max(self._base, self._emitted_end, fs.start - self._grow))
         hi = min(self.machine.n, fs.end + self._grow)
-        if self.machine.in_speech:  # the next segment is already open: stay out of it
-            hi = min(hi, self.machine.pad_start)
+        if next_start is not None:
+            hi = min(hi, next_start)
         hi = max(hi, fs.end)
         on = self.model.speech(lo, hi) >= self.options.grow_threshold
         start, end = fs.start - lo, fs.end - lo  # indices into ``on``
@@ -404,12 +413,38 @@ class StreamingVad:
     def _segments(self, frame_segments: list[FrameSegment]) -> list[SpeechSegment]:
         out = []
         for fs in frame_segments:
-            fs = self._grown(fs)
+            fs = self._grown(fs, self.machine.pad_start if self.machine.in_speech else None)
             out.append(self._segment(fs))
             self._emitted_end = fs.end
         return out
 
-    def _segment(self, fs: FrameSegment) -> SpeechSegment:
+    def speculation(self) -> SpeechSegment | None:
+        """The open segment as it will probably be handed on, when its end can be foreseen
+        now (see the module docstring), or None (nothing foreseen, or this guess was already
+        given). ``segment_id`` is -1: the guess is not a segment of the stream."""
+        m = self.machine
+        if not m.in_speech or m._pending_end is not None:
+            return None
+        self._tentative = [f for f in self._tentative if f > m.pad_start]
+        end = next_start = None
+        pause = m.pause_start
+        if pause is not None and pause - m.start >= m.min_speech and pause + m.pad <= m.n:
+            end = pause + m.pad  # closes here unless speech resumes
+        if m.min_change is not None:
+            for f in self._tentative:
+                ok = m.pad_start + m.min_change <= f < m.n
+                if ok and (pause is None or f < pause):
+                    end = next_start = f  # the next voice's segment would start here
+                    break
+        if end is None:
+            return None
+        fs = self._grown(FrameSegment(m.pad_start, end, False, m.after_change), next_start)
+        if (fs.start, fs.end) == self._guessed:
+            return None
+        self._guessed = (fs.start, fs.end)
+        return replace(self._segment(fs, count=False), segment_id=-1)
+
+    def _segment(self, fs: FrameSegment, count: bool = True) -> SpeechSegment:
         a = (fs.start - self._base) * FRAME
         # The last frame may be zero padding past the end of the stream: never include it.
         end_sample = min(fs.end * FRAME, self._n_samples)
@@ -423,7 +458,7 @@ class StreamingVad:
             truncated=fs.truncated,
             after_change=fs.after_change,
         )
-        self._next_id += 1
+        self._next_id += count
         return seg
 
     def _trim(self) -> None:
@@ -456,6 +491,9 @@ class StreamingVad:
     def _push(self, probs) -> list[SpeechSegment]:
         self.probs.extend(float(p) for p in probs)
         out: list[SpeechSegment] = []
+        take = getattr(self.model, "take_tentative_changes", None)
+        if take is not None:
+            self._tentative += take()
         take = getattr(self.model, "take_changes", None)
         for frame in take() if take is not None else ():
             if frame < self.machine.n:  # found late: cut the open segment back there
