@@ -487,6 +487,15 @@ class LivePipeline:
         # segment cut is a flag here. The gallery before the heavy models: a corrupt one, or one
         # made with another voice model, fails at once (it is never overwritten).
         audio_opts = opts.audio_options or AudioPipelineOptions()
+        if opts.speculative_asr and clock.realtime:  # early guesses only where they are used
+            from edge_app.audio.segmentation import TENTATIVE_CONTEXT_S
+
+            audio_opts = _replace(
+                audio_opts,
+                segmentation=_replace(
+                    audio_opts.segmentation, tentative_context_s=TENTATIVE_CONTEXT_S
+                ),
+            )
         audio_opts = _replace(
             audio_opts,
             vad=_replace(audio_opts.vad, max_segment_s=opts.max_segment_s),

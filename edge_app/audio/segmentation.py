@@ -35,10 +35,10 @@ no matching across windows. On the sample the change cut lowers DER from 16.7 to
 (confusion at turn changes inside a segment), on AMI it is neutral (34.0 vs 33.9 %).
 
 Early guesses (``take_tentative_changes()``, read by ``StreamingVad.speculation``): the same
-rule on frames with only ``tentative_context_s`` of right context, each judged once; nothing is
-cut on them. The live run starts transcribing the turn up to a guess one hop before the change
-is sure (sample + AMI: 12 guesses, 7 of them the segment later handed on, 5 exactly and 2 within
-0.1 s).
+rule on frames with only ``tentative_context_s`` of right context (off unless set), each judged
+once; nothing is cut on them. The live run with --speculative-asr starts transcribing the turn
+up to a guess one hop before the change is sure (sample + AMI: 12 guesses, 7 of them the
+segment later handed on, 5 exactly and 2 within 0.1 s).
 
 Overlap (``overlap(first, last)``, read by the speaker stage when a segment is handed on): each
 run scores p(two speakers) for every frame of its window; a frame's value is the mean over all
@@ -65,6 +65,9 @@ MODEL_STEP_S = 270 / SAMPLE_RATE  # 16.875 ms between the model's output frames
 MODEL_FIRST_S = 0.031  # centre of the first output frame (receptive field 991 samples / 2)
 CHANGE_LOOKBACK_S = 1.2  # a speaker change: the voice that dominated this long before differs
 CHANGE_MIN_S = 0.3  # ...and dominated at least this much of it (overlaps in between are -1)
+# Right context of an early speaker-change guess (SegmentationOptions.tentative_context_s) when
+# the live run transcribes ahead: a right guess comes one 0.25-s hop before the change is sure.
+TENTATIVE_CONTEXT_S = 0.125
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,9 @@ class SegmentationOptions:
     # Early guess for speculative speech recognition (``take_tentative_changes``): a frame is
     # also judged once with only this much right context. Nothing is cut on it; the live run
     # starts transcribing the turn up to it while the change is confirmed (``StreamingVad.
-    # speculation``). None: no guesses.
-    tentative_context_s: float | None = 0.125
+    # speculation``). None (the default): no guesses; the live run with --speculative-asr sets
+    # TENTATIVE_CONTEXT_S, so nothing else pays for them.
+    tentative_context_s: float | None = None
     # p(two speakers) of a frame = the mean over every run whose window held it so far (up to
     # context_s / hop_s runs), not only the first run's (the frame at the window's right edge,
     # with no right context): the overlap turns of a segment are read when it is handed on,

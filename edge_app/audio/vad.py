@@ -442,23 +442,25 @@ class StreamingVad:
         if (fs.start, fs.end) == self._guessed:
             return None
         self._guessed = (fs.start, fs.end)
-        return replace(self._segment(fs, count=False), segment_id=-1)
+        return self._segment(fs, segment_id=-1)
 
-    def _segment(self, fs: FrameSegment, count: bool = True) -> SpeechSegment:
+    def _segment(self, fs: FrameSegment, segment_id: int | None = None) -> SpeechSegment:
+        """The audio of ``fs``; ``segment_id`` None: the stream's next segment id."""
         a = (fs.start - self._base) * FRAME
         # The last frame may be zero padding past the end of the stream: never include it.
         end_sample = min(fs.end * FRAME, self._n_samples)
         b = end_sample - self._base * FRAME
         assert a >= 0, "VAD audio buffer trimmed too early"
+        if segment_id is None:
+            segment_id, self._next_id = self._next_id, self._next_id + 1
         seg = SpeechSegment(
-            segment_id=self._next_id,
+            segment_id=segment_id,
             t_start=self._t0 + fs.start * FRAME_S,
             t_end=self._t0 + end_sample / SAMPLE_RATE,
             samples=self._audio[a:b].copy(),
             truncated=fs.truncated,
             after_change=fs.after_change,
         )
-        self._next_id += count
         return seg
 
     def _trim(self) -> None:
