@@ -2,7 +2,7 @@
 
     python bench/bench_asr_window.py [--meld ../shared/data/meld] [--ravdess ../shared/data/ravdess]
         [--n 120] [--windows 10,15] [--approx] [--float32] [--silver DIR] [--texts FILE]
-        [--best-of 5] [--threads 2]
+        [--best-of 5] [--bf16] [--threads 2]
 
 faster-whisper pads every segment to a 30-s window, so the encoder's cost does not shrink with
 the speech (live segments are at most 6 s). Alternatives, on the same audio:
@@ -16,6 +16,12 @@ the speech (live segments are at most 6 s). Alternatives, on the same audio:
   approximation's);
 - ``--float32``: the shipped 30-s pass at float32 instead of int8 (``float32_30s``): how far the
   words move for a change that loses nothing, the yardstick for ``vs_30s``;
+- ``--bf16``: the 30-s pass with Whisper's encoder in PyTorch bfloat16 (``bf16_30s``,
+  ``mlsan.whisper_encoder``: what ``AsrOptions.encoder="auto"`` runs on CPUs with AMX) and
+  CTranslate2 decoding on one thread; ``voice_feature_bf16`` compares its encoder states and
+  pooled voice feature with CTranslate2's int8 pass (``window_30s``, what ML-SAN was trained
+  on) and, with ``--float32``, its float32 pass; ``bf16_alternating``: wall and CPU ms per
+  conversation turn of the two whole passes taking turns on each turn (order swapped every turn);
 - ``--best-of N``: the shipped 30-s pass drawing N hypotheses at each fallback temperature
   instead of ``AsrOptions.best_of`` (``best_of_N``). Every pass reports how many turns fell back
   to sampling (``turns_fallback``) and their wall ms (``fallback_ms_median``).
@@ -236,6 +242,78 @@ def voice_feature_check(path: str, items, threads: int) -> dict:
     }
 
 
+def alternating_check(passes: dict, items, rounds: int = 1) -> dict:
+    """Wall and process CPU ms per turn of whole transcribe passes, the alternatives taking
+    turns on each turn (so a shared machine's slow minutes hit both alike)."""
+    import ctranslate2
+
+    wall: dict[str, list[float]] = {k: [] for k in passes}
+    cpu: dict[str, list[float]] = {k: [] for k in passes}
+    ctranslate2.set_random_seed(0)
+    for r in range(rounds):
+        for i, (_, audio) in enumerate(items):
+            order = list(passes) if (i + r) % 2 == 0 else list(passes)[::-1]
+            for name in order:
+                t, c = time.perf_counter(), time.process_time()
+                transcribe(passes[name], audio, 30)
+                wall[name].append(1000 * (time.perf_counter() - t))
+                cpu[name].append(1000 * (time.process_time() - c))
+    return {
+        name: {
+            "wall_ms_median": round(float(np.median(wall[name])), 1),
+            "cpu_ms_median": round(float(np.median(cpu[name])), 1),
+            "cpu_ms_mean": round(float(np.mean(cpu[name])), 1),
+            "passes": len(wall[name]),
+        }
+        for name in passes
+    }
+
+
+def bf16_feature_check(model, float32_model, bf16, items) -> dict:
+    """The bf16 encoder's states (whole window) and pooled voice feature against CTranslate2's
+    int8 pass (``model``) and float32 pass (``float32_model``, if any): cosine per turn, and
+    the encoder's wall ms per turn each way (alternating, same window)."""
+    from mlsan.voice_features import WhisperVoiceEncoder, pool_states
+
+    enc = WhisperVoiceEncoder(model)
+    out: dict = {"turns": len(items)}
+    cos: dict[str, list[float]] = {}
+    ms: dict[str, list[float]] = {"int8": [], "bf16": []}
+
+    def cosine(a, b) -> float:
+        a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    for _, audio in items:
+        mel = enc.window(audio)
+        t = time.perf_counter()
+        int8 = np.array(model.encode(mel), np.float32)[0]
+        ms["int8"].append(1000 * (time.perf_counter() - t))
+        t = time.perf_counter()
+        states = bf16.encode(mel)
+        ms["bf16"].append(1000 * (time.perf_counter() - t))
+        refs = {"int8": int8}
+        if float32_model is not None:
+            refs["float32"] = np.array(float32_model.encode(mel), np.float32)[0]
+            cos.setdefault("int8_vs_float32_states", []).append(cosine(int8, refs["float32"]))
+            cos.setdefault("int8_vs_float32_feature", []).append(
+                cosine(pool_states(int8, len(audio)), pool_states(refs["float32"], len(audio)))
+            )
+        for name, ref in refs.items():
+            cos.setdefault(f"bf16_vs_{name}_states", []).append(cosine(states, ref))
+            cos.setdefault(f"bf16_vs_{name}_feature", []).append(
+                cosine(pool_states(states, len(audio)), pool_states(ref, len(audio)))
+            )
+    for name, c in cos.items():
+        out[name] = {
+            "min": round(min(c), 5),
+            "p5": round(float(np.percentile(c, 5)), 5),
+            "median": round(float(np.median(c)), 5),
+        }
+    out["encode_ms_median"] = {k: round(float(np.median(v)), 1) for k, v in ms.items()}
+    return out
+
+
 def window_feature_check(model, items, windows: list[int]) -> dict:
     """The pooled voice feature from each short window's encoder pass against the 30-s pass's
     (what ML-SAN was trained on): cosine per turn."""
@@ -287,6 +365,11 @@ def main() -> int:
         default=None,
         help="also the 30-s pass drawing this many hypotheses per fallback temperature",
     )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also the 30-s pass with the PyTorch bfloat16 encoder (AsrOptions.encoder)",
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     import ctranslate2
@@ -328,6 +411,16 @@ def main() -> int:
             local_files_only=True,
         )
         alternatives["float32_30s"] = (other, other.encode, 30, None)
+    bf16 = None
+    if args.bf16:
+        from mlsan.whisper_encoder import Bf16WhisperEncoder, use_encoder
+
+        bf16 = Bf16WhisperEncoder.from_ct2(path, args.threads)
+        decoder = WhisperModel(  # CTranslate2 only decodes: one thread (AsrOptions.encoder)
+            path, device="cpu", compute_type="int8", cpu_threads=1, local_files_only=True
+        )
+        use_encoder(decoder, bf16)
+        alternatives["bf16_30s"] = (decoder, decoder.encode, 30, None)
     if args.approx:
         from whisper_window_approx import WindowEncoder, WindowEncoderOptions
 
@@ -406,6 +499,16 @@ def main() -> int:
         }
     if args.approx:
         result["voice_feature"] = voice_feature_check(path, sets["conversation"], args.threads)
+    if bf16 is not None:
+        bf16_model = alternatives["bf16_30s"][0]
+        result["bf16_alternating"] = alternating_check(
+            {"window_30s": model, "bf16_30s": bf16_model}, sets["conversation"]
+        )
+        other = alternatives.get("float32_30s", (None,))[0]
+        result["voice_feature_bf16"] = {
+            set_name: bf16_feature_check(model, other, bf16, sets[set_name])
+            for set_name in ("ravdess", "conversation")
+        }
     result["machine"] = {
         "cpu": cpu_name() or platform.processor() or platform.machine(),
         "ct2_cpu_isa": os.environ.get(ENV),

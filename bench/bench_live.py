@@ -37,7 +37,10 @@ with their first-score edges (``VadOptions.grow_threshold=None``); ``-uiH`` redr
 second (``LiveOptions.refresh_hz``; it also redraws at once for every new emotion); ``-spec`` /
 ``-nospec`` turns speculative speech recognition on / off (``--speculative-asr``;
 ``asr_ahead`` counts what became of the guesses: with it on, the ``asr`` stage median mixes
-guess passes and turns served from a guess at once).
+guess passes and turns served from a guess at once); ``-encct2`` / ``-encbf16`` picks who runs
+Whisper's encoder (``--asr-encoder``; default auto: bf16 on CPUs with AMX).
+``steal_share``: the share of the machine's CPU time the hypervisor gave to other guests during
+the run (/proc/stat), because on a shared VM the same code runs slower when it is high.
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
 ``load_avg_1m_before`` is recorded because the CPU may be shared with other work.
 """
@@ -72,6 +75,16 @@ def _percentiles(values: list[float]) -> dict:
     }
 
 
+def _cpu_jiffies() -> list[int]:
+    """[all CPU time, stolen CPU time] of the machine so far (Linux /proc/stat), or []."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return []
+    return [sum(fields[:8]), fields[7]] if len(fields) >= 8 else []
+
+
 def run_config(name: str, audio: Path, context: int) -> dict:
     from dataclasses import asdict, replace
 
@@ -86,6 +99,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     model_paths: tuple[tuple[str, str], ...] = ()
     audio_opts = AudioPipelineOptions()
     speculative = LiveOptions.speculative_asr
+    encoder = LiveOptions.asr_encoder
     for knob in knobs:
         if knob == "text":
             model_paths = (("mlsan", str(REPO / "mlsan" / "checkpoints" / "mlsan_meld.pt")),)
@@ -103,6 +117,9 @@ def run_config(name: str, audio: Path, context: int) -> dict:
             continue
         if knob in ("spec", "nospec"):  # speculative speech recognition (--speculative-asr)
             speculative = knob == "spec"
+            continue
+        if knob.startswith("enc"):  # Whisper's encoder (--asr-encoder): encct2, encbf16
+            encoder = {"ct2": "ctranslate2"}.get(knob[3:], knob[3:])
             continue
         if knob == "nogrow":  # segment edges not re-judged at hand-on (VadOptions)
             audio_opts = replace(audio_opts, vad=replace(audio_opts.vad, grow_threshold=None))
@@ -132,6 +149,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         asr_threads=asr_threads,
         refresh_hz=refresh_hz,
         speculative_asr=speculative,
+        asr_encoder=encoder,
         model_paths=model_paths,
         audio_options=audio_opts,
     )
@@ -171,6 +189,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     )
     pipe.emotion.sinks = (on_event, lambda _event: ui.poke())  # as the live run does
     cpu0 = time.process_time()
+    machine0 = _cpu_jiffies()
     ui.start()
     pipe.status = "running"
     rt.run()
@@ -178,6 +197,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     end_of_file_to_stop = stopped - pipe.arrivals.wall_of(float("inf"))
     ui.stop()
     cpu = time.process_time() - cpu0
+    machine = [b - a for a, b in zip(machine0, _cpu_jiffies(), strict=True)]
     snap = pipe.snapshot()
     on_screen = []
     for k, (t_ready, latency) in enumerate(ready):
@@ -195,6 +215,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         "checkpoint": "text-only" if model_paths else "multimodal (default)",
         "max_segment_s": options.max_segment_s,
         "asr_threads": options.asr_threads,
+        "asr_encoder": pipe.loaded.asr.encoder_kind,
         "load_s": round(load_s, 2),
         "media_s": round(snap.media_t, 2),
         "wall_s": round(stats.wall_s, 2),
@@ -207,6 +228,9 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         "ready_s_inside_segment": _percentiles(inside),
         "on_screen_s": _percentiles(on_screen),
         "cpu_s_per_media_s": round(cpu / max(snap.media_t, 1e-9), 3),
+        # Share of the machine's CPU time the hypervisor gave to other guests during the run
+        # (/proc/stat "steal"): on a shared VM the same code runs slower when this is high.
+        "steal_share": round(machine[1] / max(1, machine[0]), 3) if machine else None,
         "end_of_file_to_stop_s": round(end_of_file_to_stop, 3),
         "drops": {q.name: q.dropped for q in stats.queues},
         "audio_samples_lost": int(round(snap.audio_dropped_s * 16000)),
@@ -258,9 +282,9 @@ def main() -> None:
             result["runs"] = len(runs)
             for key in ("ready_s", "on_screen_s", "ready_s_segment_end", "ready_s_inside_segment"):
                 result[key] = _percentiles([x for r in runs for x in r["_" + key]])
-            result["cpu_s_per_media_s"] = round(
-                float(np.mean([r["cpu_s_per_media_s"] for r in runs])), 3
-            )
+            for key in ("cpu_s_per_media_s", "steal_share"):
+                values = [r[key] for r in runs if r[key] is not None]
+                result[key] = round(float(np.mean(values)), 3) if values else None
             result["load_avg_1m_before"] = [r["load_avg_1m_before"] for r in runs]
             result["drops"] = {k: sum(r["drops"][k] for r in runs) for k in result["drops"]}
             result["audio_samples_lost"] = sum(r["audio_samples_lost"] for r in runs)

@@ -24,96 +24,24 @@ On the conversation turns of ``bench_asr_window.py`` the pooled voice feature is
 0.997 of CTranslate2's int8 pass over the whole window (CTranslate2's float32 and int8 passes
 differ by about 0.999). Cost: the audio's positions plus 1500 / ``stride``.
 
-The weights are read from the CTranslate2 ``model.bin`` (format version 6, float or quantized
-variables: the file faster-whisper already loads), so no second copy of the weights is needed.
-A file that is not such a model raises :class:`WindowEncoderError` with one line.
+The weights are read from the CTranslate2 ``model.bin`` faster-whisper already loads
+(``mlsan.whisper_encoder.read_ct2_encoder``, which the shipped bfloat16 encoder uses too); a file
+that is not such a model raises :class:`WindowEncoderError` with one line.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mlsan.errors import UserFacingError
+from mlsan.whisper_encoder import WhisperEncoderError as WindowEncoderError
+from mlsan.whisper_encoder import read_ct2_encoder
 
 WINDOW_FRAMES = 3000  # log-mel frames in Whisper's 30-s window
 POSITIONS = 1500  # encoder positions (the second convolution halves the frames)
 REACH = 2  # positions past the audio whose inputs still see audio frames through the convs
-CT2_TYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}  # 5: bfloat16
-
-
-class WindowEncoderError(UserFacingError):
-    """The Whisper model file cannot be read as a CTranslate2 Whisper encoder."""
-
-
-def read_ct2_encoder(model_bin: str | Path) -> dict[str, np.ndarray]:
-    """``encoder/*`` variables of a CTranslate2 ``model.bin`` (binary version 6) as float32."""
-    path = Path(model_bin)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise WindowEncoderError(
-            f"cannot read the Whisper model {path} ({exc.strerror}); fix: give a faster-whisper "
-            "(CTranslate2) model directory"
-        ) from None
-    pos = 0
-
-    def take(fmt: str):
-        nonlocal pos
-        value = struct.unpack_from(fmt, data, pos)[0]
-        pos += struct.calcsize(fmt)
-        return value
-
-    def text() -> str:
-        nonlocal pos
-        n = take("H")
-        value = data[pos : pos + n - 1].decode("utf-8")
-        pos += n
-        return value
-
-    out: dict[str, np.ndarray] = {}
-    try:
-        version = take("I")
-        if version != 6:
-            raise ValueError(f"binary version {version}, expected 6")
-        spec = text()
-        if spec != "WhisperSpec":
-            raise ValueError(f"model spec {spec!r}, expected 'WhisperSpec'")
-        take("I")  # spec revision
-        for _ in range(take("I")):
-            name = text()
-            shape = [take("I") for _ in range(take("B"))]
-            type_id = take("B")
-            nbytes = take("I")
-            raw = data[pos : pos + nbytes]
-            pos += nbytes
-            if len(raw) != nbytes:
-                raise ValueError("file ends inside a variable")
-            if not name.startswith("encoder/"):
-                continue
-            if type_id == 5:  # bfloat16: the high half of a float32
-                arr = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-            else:
-                arr = np.frombuffer(raw, CT2_TYPES[type_id])
-            out[name[len("encoder/") :]] = arr.reshape(shape).astype(np.float32)
-        for name in [k for k in out if k.endswith("weight_scale")]:  # int8 / int16 models
-            weight = name.removesuffix("_scale")
-            scale = out.pop(name)
-            out[weight] = out[weight] / scale.reshape(-1, *([1] * (out[weight].ndim - 1)))
-    except (struct.error, ValueError, KeyError, UnicodeDecodeError) as exc:
-        raise WindowEncoderError(
-            f"{path} is not a CTranslate2 Whisper model ({exc}); fix: give a faster-whisper "
-            "(CTranslate2) model directory"
-        ) from None
-    if "conv1/weight" not in out or "position_encodings/encodings" not in out:
-        raise WindowEncoderError(
-            f"{path} holds no Whisper encoder weights; fix: give a faster-whisper "
-            "(CTranslate2) model directory"
-        )
-    return out
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,9 @@ class LiveOptions:
     # (audio.vad.VadOptions.max_segment_s); the DER of these defaults is in README, Voices.
     max_segment_s: float = 6.0
     asr_threads: int = 2
+    # Whisper's encoder: "auto" (PyTorch bfloat16 on CPUs with AMX, else CTranslate2),
+    # "ctranslate2" or "bf16" (--asr-encoder; edge_app.audio.asr.AsrOptions.encoder).
+    asr_encoder: str = "auto"
     # Speculative speech recognition (--speculative-asr): start on the VAD's early guess of a
     # turn's end while the VAD makes sure, keep the words when the guess was right. Off by
     # default: on the sample it served 3 of 9 turns 0.27-0.5 s sooner but left the median
@@ -523,7 +526,11 @@ class LivePipeline:
 
         loaded.vad = make_vad(audio_opts, make_vad_model(audio_opts))
         loaded.asr = WhisperTranscriber(
-            AsrOptions(model=str(registry.resolve("asr").path), cpu_threads=opts.asr_threads)
+            AsrOptions(
+                model=str(registry.resolve("asr").path),
+                cpu_threads=opts.asr_threads,
+                encoder=opts.asr_encoder,
+            )
         )
         loaded.embedder = make_embedder(
             audio_opts.embedder, audio_opts.voice, audio_opts.voice_model
@@ -737,6 +744,8 @@ class LivePipeline:
             "skipped_no_words": asm.skipped_no_words if asm else 0,
             # Speculative ASR: guesses transcribed, kept (exact / near), transcribed again, skipped
             "asr_ahead": asdict(ahead) if ahead is not None else None,
+            # Who ran Whisper's encoder: "bf16" (PyTorch, CPUs with AMX) or "ctranslate2"
+            "asr_encoder": getattr(getattr(self.loaded, "asr", None), "encoder_kind", None),
             "stages": {
                 s.name: {
                     "items": s.items,

@@ -84,6 +84,10 @@ def test_headless_events_on_stdout(wav, checkpoint, labels, tmp_path):
     assert summary["utterances"] == len(utts) and summary["status"] == "finished"
     assert summary["audio_samples_dropped"] == 0 and not any(summary["drops"].values())
     assert 29.5 <= summary["media_s"] <= 30.5
+    # Whisper's encoder: PyTorch bfloat16 where AMX runs it (the --asr-encoder auto default)
+    from mlsan.whisper_encoder import amx_bf16
+
+    assert summary["asr_encoder"] == ("bf16" if amx_bf16() else "ctranslate2")
     # Real time: it took the file's length, and stopped soon after its end (the last
     # utterance is still transcribed and scored after the last sample).
     assert summary["media_s"] - 0.5 <= summary["wall_s"] <= summary["media_s"] + 4.0

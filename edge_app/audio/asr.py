@@ -9,7 +9,9 @@ API::
   MLSAN_MODEL_ASR), a CTranslate2 model directory, or a size name ("tiny.en", "base", ...) that
   must already be in the local Hugging Face cache: nothing is downloaded at run time.
 - int8 on CPU by default (CTranslate2's AVX-512 kernels on Intel CPUs that have them:
-  ``mlsan.ct2_cpu``), greedy decoding (``beam_size=1``) with Whisper's sampling fallback
+  ``mlsan.ct2_cpu``); on CPUs with AMX the encoder runs in PyTorch bfloat16 instead
+  (``AsrOptions.encoder``, ``mlsan.whisper_encoder``: about 3x faster there) and CTranslate2
+  only decodes, on one thread. Greedy decoding (``beam_size=1``) with Whisper's sampling fallback
   (one draw per temperature: ``best_of``), seeded (``AsrOptions.seed``: a replay gives the
   same words), no VAD filter (our VAD already cut the segment), no conditioning on previous
   text (segments are independent; avoids loops).
@@ -49,6 +51,14 @@ class AsrOptions:
     device: str = "cpu"  # "cpu" | "cuda" | "auto"
     compute_type: str = "int8"  # CTranslate2 compute type ("int8", "float16", "int8_float16")
     cpu_threads: int = 2
+    # Who runs Whisper's encoder: "auto" (PyTorch bfloat16 on a CPU with AMX, else
+    # CTranslate2), "ctranslate2" or "bf16" (mlsan.whisper_encoder). With bf16 the encoder gets
+    # ``cpu_threads`` and CTranslate2, which then only decodes and aligns, one thread (two made
+    # a turn slower: 915 vs 713 ms). On the 2-core Xeon, turn by turn over 71 conversation
+    # turns: 471 vs 722 ms wall and 686 vs 983 ms CPU a turn against CTranslate2's int8 pass
+    # on two threads, words moved no further than a float32 pass moves them (README, Live
+    # latency: bench/bench_asr_window.py --bf16).
+    encoder: str = "auto"
     beam_size: int = 1
     language: str | None = "en"  # None: detect (multilingual models only)
     word_timestamps: bool = True
@@ -133,8 +143,16 @@ class WhisperTranscriber:
         import ctranslate2
 
         from mlsan.ct2_cpu import prefer_cpu_isa
+        from mlsan.whisper_encoder import WhisperEncoderError, choose_encoder
 
         prefer_cpu_isa()  # AVX-512 kernels on Intel CPUs (read at the first model load)
+        device = options.device
+        if device == "auto":
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        try:
+            self.encoder_kind = choose_encoder(options.encoder, device)
+        except WhisperEncoderError as exc:
+            raise AsrError(str(exc)) from None
         # Before the model's worker threads first sample: each seeds its generator once.
         ctranslate2.set_random_seed(options.seed)
         try:
@@ -142,7 +160,7 @@ class WhisperTranscriber:
                 path,
                 device=options.device,
                 compute_type=options.compute_type,
-                cpu_threads=options.cpu_threads,
+                cpu_threads=1 if self.encoder_kind == "bf16" else options.cpu_threads,
                 local_files_only=True,
             )
         except Exception as exc:  # CTranslate2 / huggingface_hub raise many kinds
@@ -151,6 +169,8 @@ class WhisperTranscriber:
                 f"{str(exc)[:160]}); fix: pass --asr-model with a local faster-whisper model "
                 "directory (nothing is downloaded at run time)"
             ) from None
+        if self.encoder_kind == "bf16":
+            self._use_bf16(path, options)
         self.language = options.language
         if self.language is not None and not self.model.model.is_multilingual:
             self.language = "en"
@@ -160,6 +180,34 @@ class WhisperTranscriber:
         self.voice_states = VoiceStates()
         self._ahead: tuple[SpeechSegment, Transcript, np.ndarray | None] | None = None
         self.ahead = AheadCounts()
+
+    def _use_bf16(self, path: str, options: AsrOptions) -> None:
+        """Whisper's encoder in PyTorch bfloat16 (weights from the same model.bin); "auto" falls
+        back to CTranslate2's when the file cannot be read that way, "bf16" refuses."""
+        from mlsan.whisper_encoder import Bf16WhisperEncoder, WhisperEncoderError, use_encoder
+
+        try:
+            if not Path(path).is_dir():  # a size name: its directory in the local cache
+                from faster_whisper.utils import download_model
+
+                path = download_model(path, local_files_only=True)
+            use_encoder(self.model, Bf16WhisperEncoder.from_ct2(path, options.cpu_threads))
+        except WhisperEncoderError as exc:
+            if options.encoder == "bf16":
+                raise AsrError(f"{exc} (--asr-encoder bf16)") from None
+            import logging
+
+            logging.getLogger(__name__).warning("ASR encoder: CTranslate2's (%s)", exc)
+            self.encoder_kind = "ctranslate2"
+            from faster_whisper import WhisperModel  # again, with the encoder's threads
+
+            self.model = WhisperModel(
+                path,
+                device=options.device,
+                compute_type=options.compute_type,
+                cpu_threads=options.cpu_threads,
+                local_files_only=True,
+            )
 
     def transcribe(self, segment: SpeechSegment) -> Transcript:
         reused = self._reuse_ahead(segment)

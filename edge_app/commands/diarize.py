@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from mlsan.errors import UserFacingError
+from mlsan.whisper_encoder import ENCODERS
 
 NAME = "diarize"
 HELP = "diarize an audio/video file online (who spoke when) and write RTTM / JSON"
@@ -111,6 +112,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--vad-model", metavar="PATH", help="Silero VAD v6 .onnx (--legacy)")
     m.add_argument("--voice-model", metavar="PATH", help="resemblyzer pretrained.pt (--legacy)")
     m.add_argument("--asr-threads", type=int, default=2)
+    m.add_argument(
+        "--asr-encoder",
+        choices=ENCODERS,
+        default="auto",
+        help="who runs Whisper's encoder: auto (PyTorch bfloat16 on CPUs with AMX, about 3x "
+        "faster there; else CTranslate2), ctranslate2 or bf16 (default auto)",
+    )
 
 
 def _options(args: argparse.Namespace):
@@ -149,7 +157,9 @@ def _options(args: argparse.Namespace):
         segmentation=replace(
             base.segmentation, lookahead_s=pick(args.lookahead, base.segmentation.lookahead_s)
         ),
-        asr=AsrOptions(model=args.asr_model, cpu_threads=args.asr_threads),
+        asr=AsrOptions(
+            model=args.asr_model, cpu_threads=args.asr_threads, encoder=args.asr_encoder
+        ),
         vad_model=args.vad_model if args.legacy else args.segmentation_model,
         voice_model=args.voice_model if args.legacy else args.speaker_model,
     )
