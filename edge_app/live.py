@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mlsan.errors import UserFacingError
 from mlsan.registry import MODEL_SPECS
-from mlsan.whisper_encoder import ENCODERS
+from mlsan.whisper_encoder import ENCODER_HELP, ENCODERS
 
 BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
 
@@ -142,9 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None
         "--asr-encoder",
         choices=ENCODERS,
         default="auto",
-        help="who runs Whisper's encoder: auto (PyTorch bfloat16 on CPUs with AMX, about 3x "
-        "faster there; else CTranslate2), ctranslate2 or bf16 (default auto; README, Live "
-        "latency)",
+        help=ENCODER_HELP,
     )
     emo.add_argument(
         "--context",

@@ -39,6 +39,11 @@ WINDOW_FRAMES = 3000  # log-mel frames in Whisper's 30-s window
 POSITIONS = 1500  # encoder positions (the second convolution halves the frames)
 CT2_TYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}  # 5: bfloat16
 ENCODERS = ("auto", "ctranslate2", "bf16")
+# --asr-encoder, the same on the live run and on `mlsan-live diarize`
+ENCODER_HELP = (
+    "who runs Whisper's encoder: auto (PyTorch bfloat16 on CPUs with AMX, about 3x faster "
+    "there; else CTranslate2), ctranslate2 or bf16 (default auto; README, Live latency)"
+)
 
 
 class WhisperEncoderError(UserFacingError):

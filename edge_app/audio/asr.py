@@ -153,6 +153,11 @@ class WhisperTranscriber:
             self.encoder_kind = choose_encoder(options.encoder, device)
         except WhisperEncoderError as exc:
             raise AsrError(str(exc)) from None
+        encoder, unreadable = None, None
+        if self.encoder_kind == "bf16":
+            encoder, unreadable = self._bf16_encoder(path, options)
+            if encoder is None:
+                self.encoder_kind = "ctranslate2"
         # Before the model's worker threads first sample: each seeds its generator once.
         ctranslate2.set_random_seed(options.seed)
         try:
@@ -160,7 +165,8 @@ class WhisperTranscriber:
                 path,
                 device=options.device,
                 compute_type=options.compute_type,
-                cpu_threads=1 if self.encoder_kind == "bf16" else options.cpu_threads,
+                # With the bf16 encoder CTranslate2 only decodes: one thread (AsrOptions.encoder)
+                cpu_threads=1 if encoder is not None else options.cpu_threads,
                 local_files_only=True,
             )
         except Exception as exc:  # CTranslate2 / huggingface_hub raise many kinds
@@ -169,8 +175,14 @@ class WhisperTranscriber:
                 f"{str(exc)[:160]}); fix: pass --asr-model with a local faster-whisper model "
                 "directory (nothing is downloaded at run time)"
             ) from None
-        if self.encoder_kind == "bf16":
-            self._use_bf16(path, options)
+        if encoder is not None:
+            from mlsan.whisper_encoder import use_encoder
+
+            use_encoder(self.model, encoder)
+        elif unreadable is not None:  # said only once the model itself loaded (else: that error)
+            import logging
+
+            logging.getLogger(__name__).warning("ASR encoder: CTranslate2's (%s)", unreadable)
         self.language = options.language
         if self.language is not None and not self.model.model.is_multilingual:
             self.language = "en"
@@ -181,33 +193,27 @@ class WhisperTranscriber:
         self._ahead: tuple[SpeechSegment, Transcript, np.ndarray | None] | None = None
         self.ahead = AheadCounts()
 
-    def _use_bf16(self, path: str, options: AsrOptions) -> None:
-        """Whisper's encoder in PyTorch bfloat16 (weights from the same model.bin); "auto" falls
-        back to CTranslate2's when the file cannot be read that way, "bf16" refuses."""
-        from mlsan.whisper_encoder import Bf16WhisperEncoder, WhisperEncoderError, use_encoder
+    @staticmethod
+    def _bf16_encoder(path: str, options: AsrOptions):
+        """(Whisper's encoder in PyTorch bfloat16, None), weights from the same model.bin; or
+        (None, why) when "auto" keeps CTranslate2's: the file cannot be read that way (for "bf16"
+        that is an AsrError), or a size name is not in the local cache (why None: the model
+        load then says so)."""
+        from mlsan.whisper_encoder import Bf16WhisperEncoder, WhisperEncoderError
 
-        try:
-            if not Path(path).is_dir():  # a size name: its directory in the local cache
-                from faster_whisper.utils import download_model
+        if not Path(path).is_dir():  # a size name: its directory in the local cache
+            from faster_whisper.utils import download_model
 
+            try:
                 path = download_model(path, local_files_only=True)
-            use_encoder(self.model, Bf16WhisperEncoder.from_ct2(path, options.cpu_threads))
+            except Exception:  # huggingface_hub raises many kinds
+                return None, None
+        try:
+            return Bf16WhisperEncoder.from_ct2(path, options.cpu_threads), None
         except WhisperEncoderError as exc:
             if options.encoder == "bf16":
                 raise AsrError(f"{exc} (--asr-encoder bf16)") from None
-            import logging
-
-            logging.getLogger(__name__).warning("ASR encoder: CTranslate2's (%s)", exc)
-            self.encoder_kind = "ctranslate2"
-            from faster_whisper import WhisperModel  # again, with the encoder's threads
-
-            self.model = WhisperModel(
-                path,
-                device=options.device,
-                compute_type=options.compute_type,
-                cpu_threads=options.cpu_threads,
-                local_files_only=True,
-            )
+            return None, exc
 
     def transcribe(self, segment: SpeechSegment) -> Transcript:
         reused = self._reuse_ahead(segment)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from mlsan.errors import UserFacingError
-from mlsan.whisper_encoder import ENCODERS
+from mlsan.whisper_encoder import ENCODER_HELP, ENCODERS
 
 NAME = "diarize"
 HELP = "diarize an audio/video file online (who spoke when) and write RTTM / JSON"
@@ -116,8 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--asr-encoder",
         choices=ENCODERS,
         default="auto",
-        help="who runs Whisper's encoder: auto (PyTorch bfloat16 on CPUs with AMX, about 3x "
-        "faster there; else CTranslate2), ctranslate2 or bf16 (default auto)",
+        help=ENCODER_HELP,
     )
 
 
