@@ -28,6 +28,8 @@ CORE = [
     "onnx>=1.16",
     "onnxruntime>=1.18",
     "scikit-learn>=1.3",
+    # numpy's BLAS pool set to one thread at run time in the audio pipelines (mlsan.blas_threads)
+    "threadpoolctl>=3.1",
     "soundfile>=0.12",
     "tqdm>=4.60",
     "packaging>=23",

@@ -2,7 +2,7 @@
 
     python bench/bench_asr_window.py [--meld ../shared/data/meld] [--ravdess ../shared/data/ravdess]
         [--n 120] [--windows 10,15] [--approx] [--float32] [--silver DIR] [--texts FILE]
-        [--best-of 5] [--bf16] [--threads 2]
+        [--best-of 5] [--bf16] [--blas] [--threads 2]
 
 faster-whisper pads every segment to a 30-s window, so the encoder's cost does not shrink with
 the speech (live segments are at most 6 s). Alternatives, on the same audio:
@@ -22,6 +22,10 @@ the speech (live segments are at most 6 s). Alternatives, on the same audio:
   pooled voice feature with CTranslate2's int8 pass (``window_30s``, what ML-SAN was trained
   on) and, with ``--float32``, its float32 pass; ``bf16_alternating``: wall and CPU ms per
   conversation turn of the two whole passes taking turns on each turn (order swapped every turn);
+- ``--blas``: the shipped pass (``bf16_30s`` with ``--bf16``, else ``window_30s``) with numpy's
+  BLAS pool at one thread (``mlsan.blas_threads``, what the pipelines run) against the pool
+  numpy starts with (one thread per core), taking turns on each conversation turn
+  (``blas_alternating``: wall and CPU ms per turn);
 - ``--best-of N``: the shipped 30-s pass drawing N hypotheses at each fallback temperature
   instead of ``AsrOptions.best_of`` (``best_of_N``). Every pass reports how many turns fell back
   to sampling (``turns_fallback``) and their wall ms (``fallback_ms_median``).
@@ -65,6 +69,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_live import _cpu_jiffies  # noqa: E402  (this folder: /proc/stat's steal)
 
 SENTENCES = {1: "kids are talking by the door", 2: "dogs are sitting by the door"}
 
@@ -152,6 +157,16 @@ def transcribe(model, audio: np.ndarray, window: int | None, best_of: int | None
         condition_on_previous_text=False,
     )
     return " ".join(p.text.strip() for p in parts)
+
+
+def _steal_share(before: list[int]) -> float | None:
+    """The share of the machine's CPU time the hypervisor gave to other guests since
+    ``before`` (bench_live's /proc/stat reading): on a shared VM the same code runs slower."""
+    after = _cpu_jiffies()
+    if not before or not after:
+        return None
+    total, stolen = (b - a for a, b in zip(before, after, strict=True))
+    return round(stolen / max(1, total), 3)
 
 
 def word_error_rate(reference: list[str], texts: list[str]) -> float:
@@ -242,10 +257,14 @@ def voice_feature_check(path: str, items, threads: int) -> dict:
     }
 
 
-def alternating_check(passes: dict, items, rounds: int = 1) -> dict:
+def alternating_check(
+    passes: dict, items, rounds: int = 1, blas: dict[str, int] | None = None
+) -> dict:
     """Wall and process CPU ms per turn of whole transcribe passes, the alternatives taking
-    turns on each turn (so a shared machine's slow minutes hit both alike)."""
+    turns on each turn (so a shared machine's slow minutes hit both alike). ``blas``: numpy's
+    BLAS pool size during each alternative's passes (the pipeline's, one, when not given)."""
     import ctranslate2
+    from threadpoolctl import threadpool_limits
 
     wall: dict[str, list[float]] = {k: [] for k in passes}
     cpu: dict[str, list[float]] = {k: [] for k in passes}
@@ -254,10 +273,11 @@ def alternating_check(passes: dict, items, rounds: int = 1) -> dict:
         for i, (_, audio) in enumerate(items):
             order = list(passes) if (i + r) % 2 == 0 else list(passes)[::-1]
             for name in order:
-                t, c = time.perf_counter(), time.process_time()
-                transcribe(passes[name], audio, 30)
-                wall[name].append(1000 * (time.perf_counter() - t))
-                cpu[name].append(1000 * (time.process_time() - c))
+                with threadpool_limits((blas or {}).get(name, 1), user_api="blas"):
+                    t, c = time.perf_counter(), time.process_time()
+                    transcribe(passes[name], audio, 30)
+                    wall[name].append(1000 * (time.perf_counter() - t))
+                    cpu[name].append(1000 * (time.process_time() - c))
     return {
         name: {
             "wall_ms_median": round(float(np.median(wall[name])), 1),
@@ -370,18 +390,28 @@ def main() -> int:
         action="store_true",
         help="also the 30-s pass with the PyTorch bfloat16 encoder (AsrOptions.encoder)",
     )
+    p.add_argument(
+        "--blas",
+        action="store_true",
+        help="also the shipped pass (bf16 with --bf16) with numpy's BLAS pool at one thread, as "
+        "the pipelines set it, against the pool numpy starts with, taking turns on each "
+        "conversation turn (blas_alternating)",
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     import ctranslate2
     import torch
     from faster_whisper import WhisperModel
 
+    from mlsan.blas_threads import blas_threads, one_blas_thread
     from mlsan.ct2_cpu import ENV, cpu_name, prefer_cpu_isa
     from mlsan.registry import default_registry
 
     prefer_cpu_isa()  # the kernels the live ASR runs
+    blas_start = one_blas_thread() or 1  # numpy's BLAS pool as the live ASR has it
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
+    machine_before = _cpu_jiffies()
     sets = {
         "espeak_meld": espeak_set(Path(args.meld), args.n),
         "ravdess": ravdess_set(Path(args.ravdess)),
@@ -509,13 +539,22 @@ def main() -> int:
             set_name: bf16_feature_check(model, other, bf16, sets[set_name])
             for set_name in ("ravdess", "conversation")
         }
+    if args.blas:
+        shipped = alternatives["bf16_30s"][0] if bf16 is not None else model
+        result["blas_alternating"] = alternating_check(
+            {"blas_1": shipped, f"blas_{blas_start}": shipped},
+            sets["conversation"],
+            blas={"blas_1": 1, f"blas_{blas_start}": blas_start},
+        )
     result["machine"] = {
         "cpu": cpu_name() or platform.processor() or platform.machine(),
         "ct2_cpu_isa": os.environ.get(ENV),
+        "blas_threads": blas_threads(),
         "cores": os.cpu_count(),
         "threads": args.threads,
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
+        "steal_share": _steal_share(machine_before),
     }
     if args.texts:
         Path(args.texts).write_text(json.dumps(all_texts, indent=1))

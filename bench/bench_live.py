@@ -38,7 +38,9 @@ second (``LiveOptions.refresh_hz``; it also redraws at once for every new emotio
 ``-nospec`` turns speculative speech recognition on / off (``--speculative-asr``;
 ``asr_ahead`` counts what became of the guesses: with it on, the ``asr`` stage median mixes
 guess passes and turns served from a guess at once); ``-encct2`` / ``-encbf16`` picks who runs
-Whisper's encoder (``--asr-encoder``; default auto: bf16 on CPUs with AMX).
+Whisper's encoder (``--asr-encoder``; default auto: bf16 on CPUs with AMX); ``-blasN`` sets
+numpy's BLAS pool to N threads once the pipeline opened (it runs one: ``mlsan.blas_threads``;
+``blas2`` is the pool numpy starts with on 2 cores), recorded as ``blas_threads``.
 ``steal_share``: the share of the machine's CPU time the hypervisor gave to other guests during
 the run (/proc/stat), because on a shared VM the same code runs slower when it is high.
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
@@ -93,6 +95,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     from edge_app.audio.offline import AudioPipelineOptions
     from edge_app.live_pipeline import LiveOptions, LivePipeline
     from edge_app.ui import TerminalUI
+    from mlsan.blas_threads import blas_threads
 
     backend_key, *knobs = name.split("-")
     seg, asr_threads, refresh_hz = 10.0, 2, LiveOptions.refresh_hz
@@ -100,6 +103,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     audio_opts = AudioPipelineOptions()
     speculative = LiveOptions.speculative_asr
     encoder = LiveOptions.asr_encoder
+    blas = None
     for knob in knobs:
         if knob == "text":
             model_paths = (("mlsan", str(REPO / "mlsan" / "checkpoints" / "mlsan_meld.pt")),)
@@ -120,6 +124,9 @@ def run_config(name: str, audio: Path, context: int) -> dict:
             continue
         if knob.startswith("enc"):  # Whisper's encoder (--asr-encoder): encct2, encbf16
             encoder = {"ct2": "ctranslate2"}.get(knob[3:], knob[3:])
+            continue
+        if knob.startswith("blas"):  # numpy's BLAS pool after the pipeline opened: blas2
+            blas = int(knob[4:])
             continue
         if knob == "nogrow":  # segment edges not re-judged at hand-on (VadOptions)
             audio_opts = replace(audio_opts, vad=replace(audio_opts.vad, grow_threshold=None))
@@ -157,6 +164,10 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     t_load = time.monotonic()
     pipe.open()
     load_s = time.monotonic() - t_load
+    if blas is not None:  # the pipeline set one thread (mlsan.blas_threads): undo for comparison
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(blas, user_api="blas")
     ready: list[tuple[float, float]] = []  # (ready wall time, latency)
     ids: list[int] = []
     turns: list[tuple[float, float]] = []  # (utterance t_end, latency): paired across configs
@@ -216,6 +227,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         "max_segment_s": options.max_segment_s,
         "asr_threads": options.asr_threads,
         "asr_encoder": pipe.loaded.asr.encoder_kind,
+        "blas_threads": blas_threads(),
         "load_s": round(load_s, 2),
         "media_s": round(snap.media_t, 2),
         "wall_s": round(stats.wall_s, 2),

@@ -4,6 +4,7 @@ Whisper on synthesized speech, and ``mlsan-live diarize``."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -12,6 +13,7 @@ import pytest
 
 from edge_app.audio.offline import AudioPipelineOptions, AudioStages, process_file
 from edge_app.messages import SAMPLE_RATE, SpeechSegment
+from mlsan.blas_threads import USER_SETTINGS, blas_threads
 
 pytestmark = pytest.mark.slow
 
@@ -168,6 +170,8 @@ def test_whisper_transcribes_synthesized_speech_with_word_times(tmp_path):
     tr = WhisperTranscriber(AsrOptions()).transcribe(seg)
     text = tr.text.lower()
     assert tr.segment_id == 7
+    if not any(os.environ.get(k) for k in USER_SETTINGS):  # the ASR set numpy's BLAS pool
+        assert blas_threads() == 1
     said = "the weather is lovely today and the cat is asleep".split()
     heard = set(text.replace(".", " ").replace(",", " ").split())
     assert sum(w in heard for w in said) >= 7, text  # tiny.en on a robot voice: most words

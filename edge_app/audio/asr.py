@@ -142,10 +142,12 @@ class WhisperTranscriber:
         path = resolve_model(options.model)
         import ctranslate2
 
+        from mlsan.blas_threads import one_blas_thread
         from mlsan.ct2_cpu import prefer_cpu_isa
         from mlsan.whisper_encoder import WhisperEncoderError, choose_encoder
 
         prefer_cpu_isa()  # AVX-512 kernels on Intel CPUs (read at the first model load)
+        one_blas_thread()  # numpy's spinning BLAS worker slowed each turn by a quarter
         device = options.device
         if device == "auto":
             device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"

@@ -76,6 +76,9 @@ class AudioStages:
 
     @classmethod
     def load(cls, options: AudioPipelineOptions, transcribe: bool = False) -> AudioStages:
+        from mlsan.blas_threads import one_blas_thread
+
+        one_blas_thread()  # as the live run (LivePipeline.open, via the ASR): no spinning worker
         return cls(
             options=options,
             vad_model=make_vad_model(options),
