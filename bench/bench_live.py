@@ -40,7 +40,8 @@ second (``LiveOptions.refresh_hz``; it also redraws at once for every new emotio
 guess passes and turns served from a guess at once); ``-encct2`` / ``-encbf16`` picks who runs
 Whisper's encoder (``--asr-encoder``; default auto: bf16 on CPUs with AMX); ``-blasN`` sets
 numpy's BLAS pool to N threads once the pipeline opened (it runs one: ``mlsan.blas_threads``;
-``blas2`` is the pool numpy starts with on 2 cores), recorded as ``blas_threads``.
+``blas2`` is the pool numpy starts with on 2 cores), recorded as ``blas_threads``; ``-vnN`` runs
+the voice stage N below the other stages (``LiveOptions.voice_nice``; ``vn0``: the same priority).
 ``steal_share``: the share of the machine's CPU time the hypervisor gave to other guests during
 the run (/proc/stat), because on a shared VM the same code runs slower when it is high.
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
@@ -104,6 +105,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     speculative = LiveOptions.speculative_asr
     encoder = LiveOptions.asr_encoder
     blas = None
+    voice_nice = LiveOptions.voice_nice
     for knob in knobs:
         if knob == "text":
             model_paths = (("mlsan", str(REPO / "mlsan" / "checkpoints" / "mlsan_meld.pt")),)
@@ -124,6 +126,9 @@ def run_config(name: str, audio: Path, context: int) -> dict:
             continue
         if knob.startswith("enc"):  # Whisper's encoder (--asr-encoder): encct2, encbf16
             encoder = {"ct2": "ctranslate2"}.get(knob[3:], knob[3:])
+            continue
+        if knob.startswith("vn"):  # the voice stage's priority (LiveOptions.voice_nice): vn0
+            voice_nice = int(knob[2:])
             continue
         if knob.startswith("blas"):  # numpy's BLAS pool after the pipeline opened: blas2
             blas = int(knob[4:])
@@ -157,6 +162,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         refresh_hz=refresh_hz,
         speculative_asr=speculative,
         asr_encoder=encoder,
+        voice_nice=voice_nice,
         model_paths=model_paths,
         audio_options=audio_opts,
     )
@@ -228,6 +234,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         "asr_threads": options.asr_threads,
         "asr_encoder": pipe.loaded.asr.encoder_kind,
         "blas_threads": blas_threads(),
+        "voice_nice": options.voice_nice,
         "load_s": round(load_s, 2),
         "media_s": round(snap.media_t, 2),
         "wall_s": round(stats.wall_s, 2),

@@ -19,7 +19,7 @@ never waits for audio (the assembler waits, bounded, for the faces of a turn's l
 ``VideoFaceContext``). Backpressure from a slow model reaches the audio queue, the one place
 where live input can be lost, and is counted there (and by the microphone source).
 
-Speculative speech recognition (``LiveOptions.speculative_asr``, off by default; real-time
+Speculative speech recognition (``LiveOptions.speculative_asr``, on by default; real-time
 runs only): the VAD's early guess of where a turn ends (``StreamingVad.speculation``) goes to
 the ASR stage, which transcribes it while the VAD makes sure, if no segment waits; the segment
 handed on then gets those words at once when it is the same audio
@@ -95,13 +95,23 @@ class LiveOptions:
     # Whisper's encoder: "auto" (PyTorch bfloat16 on CPUs with AMX, else CTranslate2),
     # "ctranslate2" or "bf16" (--asr-encoder; edge_app.audio.asr.AsrOptions.encoder).
     asr_encoder: str = "auto"
-    # Speculative speech recognition (--speculative-asr): start on the VAD's early guess of a
-    # turn's end while the VAD makes sure, keep the words when the guess was right. Off by
-    # default: on the sample it served 3 of 9 turns 0.27-0.5 s sooner but left the median
-    # within the run-to-run spread, for 0.05 CPU s per s more (bench/bench_live.py -spec;
-    # README, Live latency), and the CPU budget is what a 2-core CPU lacks. Only on a
-    # real-time clock: a --fast replay's ASR is never idle.
-    speculative_asr: bool = False
+    # Speculative speech recognition (--speculative-asr, on by default): start on the VAD's
+    # early guess of a turn's end while the VAD makes sure, keep the words when the guess was
+    # right. On the sample it served 3 of 9 turns 0.24-0.39 s sooner (median of four
+    # alternating pairs, the others within +-0.05 s), pooled median 1.09 vs 1.25 s (1.15 vs
+    # 1.05 s in five earlier pairs), for 0.02 CPU s per s more (0.43-0.49 in all); it was off
+    # while the CPU budget had no room
+    # (README, Live latency: bench/bench_live.py -spec / -nospec). A turn that falls back to
+    # sampling may get other words in another replay (the guesses change the sampler's draws).
+    # Only on a real-time clock: a --fast replay's ASR is never idle.
+    speculative_asr: bool = True
+    # How far below the other stages the voice stage (CAM++ + diarizer) is scheduled
+    # (Runtime.add_stage nice). At a turn's end it and Whisper's encoder (two threads) want the
+    # 2 cores at once, and the voice stage has slack: it finishes long before the ASR. Taking
+    # turns on each of 71 conversation turns with the voice stage beside the ASR, as live:
+    # ASR 397 vs 458 ms wall a turn (median; 331 alone), the voice stage 178 vs 87 ms, still done
+    # first (README, Live latency). 0: the same priority as the rest.
+    voice_nice: int = 10
     debug: bool = False
     # audio.offline.AudioPipelineOptions; None: the defaults (bench_live compares variants)
     audio_options: object | None = None
@@ -603,7 +613,9 @@ class LivePipeline:
         guesses = opts.speculative_asr and ld.clock.realtime
         rt.add_stage("vad", VadStage(ld.vad, guesses), audio_q, [asr_q, voice_q])
         rt.add_stage("asr", AsrStage(ld.asr, asr_q.qsize), asr_q, [parts_q])
-        rt.add_stage("voice", VoiceStage(ld.speaker_stage), voice_q, [parts_q])
+        rt.add_stage(
+            "voice", VoiceStage(ld.speaker_stage), voice_q, [parts_q], nice=opts.voice_nice
+        )
         faces = progress = None
         if ld.face_stage is not None:
             progress = VideoProgress(rt.stop_event)

@@ -22,6 +22,9 @@ Shape of a run (built by ``edge_app.live_pipeline``)::
   ``drain_timeout_s``; a second signal cuts the drain short. While :meth:`Runtime.run` runs on
   the main thread it owns SIGINT and SIGTERM: a signal only counts (no exception lands inside a
   hook), so the on-stop hooks (summary record, gallery save) always run, once.
+* Priority. A stage that has slack can be scheduled below the others (``add_stage(nice=N)``:
+  its thread's nice value goes up by N, on Linux), so on a small CPU the stage on the critical
+  path gets the cores first (the live run lowers the voice stage: see ``LiveOptions.voice_nice``).
 * Stats (:meth:`Runtime.stats`) are immutable snapshots: queue depths, high-water marks, drops,
   per-stage item counts, latency (median/p95/last) and CPU seconds (thread CPU time).
 """
@@ -29,8 +32,10 @@ Shape of a run (built by ``edge_app.live_pipeline``)::
 from __future__ import annotations
 
 import enum
+import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -57,6 +62,20 @@ class _EndOfStream:
 
 
 END: Any = _EndOfStream()  # the end-of-stream marker that flows through every queue
+
+
+def lower_thread_priority(by: int) -> bool:
+    """Raise the calling thread's nice value by ``by`` (at most to 19). On Linux
+    ``setpriority`` on a thread id changes that thread only, and lowering a priority needs no
+    privileges. False (nothing changed) for ``by`` <= 0, on other systems, or if refused."""
+    if by <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+    except OSError:
+        return False
+    return True
 
 
 class StageFailure(UserFacingError):
@@ -363,9 +382,11 @@ class Runtime:
         stage: Stage,
         input: StageQueue,
         outputs: Iterable[StageQueue] = (),
+        nice: int = 0,
     ) -> None:
         """A worker thread for ``stage``; each result goes to every output queue. With no
-        outputs it is a sink: the run ends when every sink has seen END."""
+        outputs it is a sink: the run ends when every sink has seen END. ``nice`` > 0 schedules
+        the thread that much below the rest of the run (:func:`lower_thread_priority`)."""
         outs = tuple(outputs)
         meter = _Meter()
         stop = self.stop_event
@@ -377,6 +398,7 @@ class Runtime:
                     q.put(out, stop)
 
         def body() -> None:
+            lower_thread_priority(nice)
             t_cpu = time.thread_time()
             try:
                 while not stop.is_set():

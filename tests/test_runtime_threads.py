@@ -376,3 +376,38 @@ def test_second_ctrl_c_cuts_the_drain_short_and_never_skips_a_hook(wav):
     assert took < 2.0, took  # second Ctrl-C at 0.6 s: not the 2 s drain bound, let alone 19 s
     assert hooks == ["summary", "gallery"]
     assert signal.getsignal(signal.SIGINT) is before  # run() gave SIGINT back
+
+
+class Priority:
+    """Records the nice value of the thread it runs on (Linux: per thread)."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def process(self, chunk: AudioChunk):
+        self.seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return [chunk]
+
+    def flush(self):
+        return ()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_a_stage_with_nice_runs_below_the_others_and_only_its_thread(wav):
+    """LiveOptions.voice_nice: the voice stage's thread is scheduled below the rest."""
+    import sys
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    if base >= 19 or not sys.platform.startswith("linux"):
+        pytest.skip("needs Linux and room to lower the priority")
+    rt = Runtime()
+    audio = rt.queue("audio", 32, Overflow.BLOCK)
+    mid = rt.queue("mid", 32, Overflow.BLOCK)
+    lowered, normal = Priority(), Priority()
+    rt.add_source("audio-file", FileAudioSource(wav, MediaClock(realtime=False)).chunks, [audio])
+    rt.add_stage("lowered", lowered, audio, [mid], nice=5)
+    rt.add_stage("normal", normal, mid)
+    rt.run()
+    assert lowered.seen and set(lowered.seen) == {min(19, base + 5)}
+    assert normal.seen and set(normal.seen) == {base}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's

@@ -1,0 +1,115 @@
+"""At a turn's end: the speech recogniser and the voice stage at once, with the voice stage's
+priority taken in turns, in one process.
+
+    python bench/bench_turn_end.py [--diarization ../shared/data/diarization] [--nice 0,10]
+        [--rounds 1]
+
+When the speech detection hands a segment on, the live run gives it to two threads at once:
+speech recognition (Whisper: the encoder on two threads, then CTranslate2 decoding on one) and
+the voice stage (CAM++ and the online diarizer, one thread). On 2 cores they compete, and the
+turn's emotion waits for the slower one, the ASR. This replays that moment on each
+conversation turn (the reference turns of ``sample.wav`` and the ten AMI excerpts, cut at 6 s,
+as ``bench_asr_window.py``), with the models the live run loads (``LivePipeline.open``), and
+compares:
+
+- ``alone``: the ASR with nothing beside it (the floor);
+- ``nice_N``: the ASR with the voice stage running beside it in its own thread at nice N
+  (``LiveOptions.voice_nice``; 0: the same priority).
+
+The alternatives take turns on every turn (the order rotates), so a shared machine's slow
+minutes hit all alike. Prints one JSON object: per alternative the ASR's wall ms a turn
+(median, mean), the voice stage's wall ms, and when both were done; the machine, its load and
+the share of its CPU time the hypervisor gave to other guests (``steal_share``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_asr_window import _steal_share, conversation_set  # noqa: E402
+from bench_live import _cpu_jiffies  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--diarization", default="../shared/data/diarization")
+    p.add_argument("--nice", default="0,10", help="voice stage nice values to compare")
+    p.add_argument("--rounds", type=int, default=1, help="passes over the turns")
+    args = p.parse_args()
+
+    from edge_app.live_pipeline import LiveOptions, LivePipeline, _quiet_hf
+    from edge_app.messages import SAMPLE_RATE, SpeechSegment
+    from edge_app.runtime import lower_thread_priority
+    from mlsan.ct2_cpu import cpu_name
+
+    _quiet_hf()
+    root = Path(args.diarization)
+    turns = conversation_set(root)
+    pipe = LivePipeline(
+        LiveOptions(audio=root / "sample.wav", headless=True, events=None, gallery=None)
+    )
+    loaded = pipe.open()  # the live run's models, threads and BLAS settings
+    names = ["alone"] + [f"nice_{int(n)}" for n in args.nice.split(",") if n.strip()]
+    times: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
+    load_before, machine_before = os.getloadavg(), _cpu_jiffies()
+    t_media, segment_id = 0.0, 0
+    for r in range(args.rounds):
+        for i, (_, audio) in enumerate(turns):
+            k = (i + r) % len(names)
+            for name in names[k:] + names[:k]:
+                seg = SpeechSegment(segment_id, t_media, t_media + len(audio) / SAMPLE_RATE, audio)
+                segment_id += 1
+                t_media = seg.t_end + 1.0
+                voice_s: list[float] = []
+
+                def voice(nice: int, seg=seg, voice_s=voice_s) -> None:
+                    lower_thread_priority(nice)
+                    t = time.perf_counter()
+                    loaded.speaker_stage.process(seg)
+                    voice_s.append(time.perf_counter() - t)
+
+                t0 = time.perf_counter()
+                thread = None
+                if name != "alone":
+                    thread = threading.Thread(target=voice, args=(int(name[5:]),))
+                    thread.start()
+                loaded.asr.transcribe(seg)
+                asr_s = time.perf_counter() - t0
+                if thread is not None:
+                    thread.join()
+                both_s = time.perf_counter() - t0
+                times[name].append((asr_s, voice_s[0] if voice_s else 0.0, both_s))
+    result = {}
+    for name, rows in times.items():
+        arr = 1000 * np.asarray(rows)
+        result[name] = {
+            "asr_wall_ms_median": round(float(np.median(arr[:, 0])), 1),
+            "asr_wall_ms_mean": round(float(arr[:, 0].mean()), 1),
+            "voice_wall_ms_median": round(float(np.median(arr[:, 1])), 1),
+            "both_done_ms_median": round(float(np.median(arr[:, 2])), 1),
+            "turns": len(rows),
+        }
+    result["machine"] = {
+        "cpu": cpu_name(),
+        "cores": len(os.sched_getaffinity(0)),
+        "asr_encoder": loaded.asr.encoder_kind,
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "steal_share": _steal_share(machine_before),
+    }
+    pipe.close()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
