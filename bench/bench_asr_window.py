@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_live import _cpu_jiffies  # noqa: E402  (this folder: /proc/stat's steal)
+from bench_live import _cpu_jiffies, _steal_share  # noqa: E402  (this folder: /proc/stat)
 
 SENTENCES = {1: "kids are talking by the door", 2: "dogs are sitting by the door"}
 
@@ -157,16 +157,6 @@ def transcribe(model, audio: np.ndarray, window: int | None, best_of: int | None
         condition_on_previous_text=False,
     )
     return " ".join(p.text.strip() for p in parts)
-
-
-def _steal_share(before: list[int]) -> float | None:
-    """The share of the machine's CPU time the hypervisor gave to other guests since
-    ``before`` (bench_live's /proc/stat reading): on a shared VM the same code runs slower."""
-    after = _cpu_jiffies()
-    if not before or not after:
-        return None
-    total, stolen = (b - a for a, b in zip(before, after, strict=True))
-    return round(stolen / max(1, total), 3)
 
 
 def word_error_rate(reference: list[str], texts: list[str]) -> float:

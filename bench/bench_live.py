@@ -88,6 +88,16 @@ def _cpu_jiffies() -> list[int]:
     return [sum(fields[:8]), fields[7]] if len(fields) >= 8 else []
 
 
+def _steal_share(before: list[int]) -> float | None:
+    """The share of the machine's CPU time the hypervisor gave to other guests since
+    ``before`` (a ``_cpu_jiffies()`` reading): on a shared VM the same code runs slower."""
+    after = _cpu_jiffies()
+    if not before or not after:
+        return None
+    total, stolen = (b - a for a, b in zip(before, after, strict=True))
+    return round(stolen / max(1, total), 3)
+
+
 def run_config(name: str, audio: Path, context: int) -> dict:
     from dataclasses import asdict, replace
 
@@ -214,7 +224,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     end_of_file_to_stop = stopped - pipe.arrivals.wall_of(float("inf"))
     ui.stop()
     cpu = time.process_time() - cpu0
-    machine = [b - a for a, b in zip(machine0, _cpu_jiffies(), strict=True)]
+    steal = _steal_share(machine0)
     snap = pipe.snapshot()
     on_screen = []
     for k, (t_ready, latency) in enumerate(ready):
@@ -249,7 +259,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         "cpu_s_per_media_s": round(cpu / max(snap.media_t, 1e-9), 3),
         # Share of the machine's CPU time the hypervisor gave to other guests during the run
         # (/proc/stat "steal"): on a shared VM the same code runs slower when this is high.
-        "steal_share": round(machine[1] / max(1, machine[0]), 3) if machine else None,
+        "steal_share": steal,
         "end_of_file_to_stop_s": round(end_of_file_to_stop, 3),
         "drops": {q.name: q.dropped for q in stats.queues},
         "audio_samples_lost": int(round(snap.audio_dropped_s * 16000)),

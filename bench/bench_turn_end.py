@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_asr_window import _steal_share, conversation_set  # noqa: E402
-from bench_live import _cpu_jiffies  # noqa: E402
+from bench_asr_window import conversation_set  # noqa: E402
+from bench_live import _cpu_jiffies, _steal_share  # noqa: E402
 
 
 def main() -> int:

@@ -100,17 +100,17 @@ class LiveOptions:
     # right. On the sample it served 3 of 9 turns 0.24-0.39 s sooner (median of four
     # alternating pairs, the others within +-0.05 s), pooled median 1.09 vs 1.25 s (1.15 vs
     # 1.05 s in five earlier pairs), for 0.02 CPU s per s more (0.43-0.49 in all); it was off
-    # while the CPU budget had no room
-    # (README, Live latency: bench/bench_live.py -spec / -nospec). A turn that falls back to
-    # sampling may get other words in another replay (the guesses change the sampler's draws).
+    # while the CPU budget had no room (README, Live latency: bench/bench_live.py -spec /
+    # -nospec). A turn that falls back to sampling may get other words in another replay
+    # (the guesses change the sampler's draws).
     # Only on a real-time clock: a --fast replay's ASR is never idle.
     speculative_asr: bool = True
     # How far below the other stages the voice stage (CAM++ + diarizer) is scheduled
     # (Runtime.add_stage nice). At a turn's end it and Whisper's encoder (two threads) want the
     # 2 cores at once, and the voice stage has slack: it finishes long before the ASR. Taking
     # turns on each of 71 conversation turns with the voice stage beside the ASR, as live:
-    # ASR 397 vs 458 ms wall a turn (median; 331 alone), the voice stage 178 vs 87 ms, still done
-    # first (README, Live latency). 0: the same priority as the rest.
+    # ASR 403 vs 466 ms wall a turn (median; 331 alone), the voice stage 191 vs 99 ms, still
+    # done first (bench/bench_turn_end.py; README, Live latency). 0: the same priority.
     voice_nice: int = 10
     debug: bool = False
     # audio.offline.AudioPipelineOptions; None: the defaults (bench_live compares variants)

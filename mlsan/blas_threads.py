@@ -9,8 +9,9 @@ matrix product, waiting for the next one. In the audio pipelines numpy's product
 log-mel filter bank of each Whisper window, the speaker stage's cosine scores), and a spinning
 worker takes a whole core from the threads that do the heavy work: PyTorch's Whisper encoder
 (two threads), CTranslate2's decoder and the voice stage. On the 2-core Xeon one Whisper turn
-took 320 vs 424 ms wall and 478 vs 667 ms CPU with OpenBLAS on one thread (71 conversation
-turns, the two settings taking turns turn by turn in one process: README, "Live latency").
+took 354 vs 445 ms wall and 503 vs 700 ms CPU (medians) with OpenBLAS on one thread (71
+conversation turns, the two settings taking turns on each turn in one process:
+``bench/bench_asr_window.py --windows "" --bf16 --blas``; README, "Live latency").
 
 ``threadpoolctl`` changes the pool at run time, so this works after numpy was imported. SciPy
 ships a second OpenBLAS, loaded with ``scipy.linalg`` (the diarizer's clustering, resampling):
@@ -36,13 +37,12 @@ def one_blas_thread(environ: Mapping[str, str] = os.environ) -> int | None:
     if any(environ.get(name) for name in USER_SETTINGS):
         return None
     import scipy.linalg  # noqa: F401  (loads SciPy's own OpenBLAS now, so it is limited too)
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-    before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-    if not before:
-        return None
-    threadpool_limits(1, user_api="blas")  # kept: not used as a context manager
-    return max(before)
+    before = blas_threads()
+    if before is not None:
+        threadpool_limits(1, user_api="blas")  # kept: not used as a context manager
+    return before
 
 
 def blas_threads() -> int | None:
