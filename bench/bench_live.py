@@ -41,7 +41,15 @@ guess passes and turns served from a guess at once); ``-encct2`` / ``-encbf16`` 
 Whisper's encoder (``--asr-encoder``; default auto: bf16 on CPUs with AMX); ``-blasN`` sets
 numpy's BLAS pool to N threads once the pipeline opened (it runs one: ``mlsan.blas_threads``;
 ``blas2`` is the pool numpy starts with on 2 cores), recorded as ``blas_threads``; ``-vnN`` runs
-the voice stage N below the other stages (``LiveOptions.voice_nice``; ``vn0``: the same priority).
+the voice stage N below the other stages (``LiveOptions.voice_nice``; ``vn0``: the same priority);
+``-decK`` gives CTranslate2's decoder K threads (``AsrOptions.decoder_threads``; the live run:
+``--asr-threads``), recorded as ``decoder_threads``; ``-novahead`` keeps the voice stage from
+embedding anything ahead (``CamppEmbedder.embed_ahead``: neither guesses nor the open segment's
+audio so far), ``-vpS`` hands it the open segment's audio every S seconds
+(``LiveOptions.voice_prefix_s``; ``vp0``: never); ``voice_ahead`` counts the CAM++ windows embedded
+ahead, and of the handed-on segments' windows those reused from them and those computed at
+hand-on (the ``voice``
+stage median then mixes the passes ahead in), ``voice_prefix_s`` is recorded.
 ``steal_share``: the share of the machine's CPU time the hypervisor gave to other guests during
 the run (/proc/stat), because on a shared VM the same code runs slower when it is high.
 ``--cores`` pins the process to those CPU cores (to measure "2 cores" on a bigger machine).
@@ -116,6 +124,9 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     encoder = LiveOptions.asr_encoder
     blas = None
     voice_nice = LiveOptions.voice_nice
+    decoder_threads = None  # AsrOptions.decoder_threads: the live default
+    voice_prefix_s = LiveOptions.voice_prefix_s
+    voice_ahead = True
     for knob in knobs:
         if knob == "text":
             model_paths = (("mlsan", str(REPO / "mlsan" / "checkpoints" / "mlsan_meld.pt")),)
@@ -142,6 +153,15 @@ def run_config(name: str, audio: Path, context: int) -> dict:
             continue
         if knob.startswith("blas"):  # numpy's BLAS pool after the pipeline opened: blas2
             blas = int(knob[4:])
+            continue
+        if knob.startswith("dec"):  # CTranslate2's decoder threads (AsrOptions): dec1
+            decoder_threads = int(knob[3:])
+            continue
+        if knob == "novahead":  # nothing embedded ahead by the voice stage
+            voice_ahead = False
+            continue
+        if knob.startswith("vp"):  # the open segment's audio to the voice stage every S s: vp0
+            voice_prefix_s = float(knob[2:]) or None
             continue
         if knob == "nogrow":  # segment edges not re-judged at hand-on (VadOptions)
             audio_opts = replace(audio_opts, vad=replace(audio_opts.vad, grow_threshold=None))
@@ -173,6 +193,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         speculative_asr=speculative,
         asr_encoder=encoder,
         voice_nice=voice_nice,
+        voice_prefix_s=voice_prefix_s,
         model_paths=model_paths,
         audio_options=audio_opts,
     )
@@ -180,6 +201,13 @@ def run_config(name: str, audio: Path, context: int) -> dict:
     t_load = time.monotonic()
     pipe.open()
     load_s = time.monotonic() - t_load
+    if decoder_threads is not None:  # the live run's transcriber, but for the decoder threads
+        from edge_app.audio.asr import WhisperTranscriber
+
+        asr = pipe.loaded.asr
+        pipe.loaded.asr = WhisperTranscriber(replace(asr.options, decoder_threads=decoder_threads))
+    if not voice_ahead:
+        pipe.loaded.speaker_stage.embed_ahead = lambda part, ends_here=True: None
     if blas is not None:  # the pipeline set one thread (mlsan.blas_threads): undo for comparison
         from threadpoolctl import threadpool_limits
 
@@ -245,6 +273,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         "asr_encoder": pipe.loaded.asr.encoder_kind,
         "blas_threads": blas_threads(),
         "voice_nice": options.voice_nice,
+        "voice_prefix_s": options.voice_prefix_s,
         "load_s": round(load_s, 2),
         "media_s": round(snap.media_t, 2),
         "wall_s": round(stats.wall_s, 2),
@@ -272,6 +301,12 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         # Speculative ASR: guesses transcribed, kept (exact / near), transcribed again, skipped.
         "speculative_asr": options.speculative_asr,
         "asr_ahead": asdict(pipe.loaded.asr.ahead),
+        # CAM++ windows embedded ahead by the voice stage; of the handed-on segments' windows,
+        # reused from those / computed at hand-on.
+        "voice_ahead": asdict(pipe.loaded.embedder.ahead)
+        if hasattr(pipe.loaded.embedder, "ahead")
+        else None,
+        "decoder_threads": pipe.loaded.asr.ct2_threads,
         "turns": turns,
         "_ready_s": [lat for _, lat in ready],
         "_ready_s_segment_end": seg_end,
@@ -321,6 +356,10 @@ def main() -> None:
             result["asr_ahead"] = {
                 k: sum(r["asr_ahead"][k] for r in runs) for k in result["asr_ahead"]
             }
+            if result["voice_ahead"] is not None:
+                result["voice_ahead"] = {
+                    k: sum(r["voice_ahead"][k] for r in runs) for k in result["voice_ahead"]
+                }
         for r in runs:
             for key in [k for k in r if k.startswith("_")]:
                 r.pop(key)

@@ -5,7 +5,8 @@ Threads and queues (policy when full)::
     audio source ─► [audio 256 chunks: drop newest after 0.5 s, counted (BLOCK when --fast)]
       └► vad ─┬─► [segments→asr 32: block] ─► asr (faster-whisper) ─────────┐
               │    (+ guesses of the next segment: speculative ASR)          │
-              └─► [segments→voice 32: block, segments only] ─► voice (CAM++ + diarizer) ─┤
+              └─► [segments→voice 32: block] ─► voice (CAM++ + diarizer) ────┤
+                   (+ the same guesses: their windows embedded ahead)        │
                                                    [utterance parts 64: block, 2 producers]
                                                                               ▼
                                  assemble (UtteranceAssembler, face binding) ─► [utterances 64:
@@ -23,7 +24,9 @@ Speculative speech recognition (``LiveOptions.speculative_asr``, on by default; 
 runs only): the VAD's early guess of where a turn ends (``StreamingVad.speculation``) goes to
 the ASR stage, which transcribes it while the VAD makes sure, if no segment waits; the segment
 handed on then gets those words at once when it is the same audio
-(``WhisperTranscriber.transcribe_ahead``).
+(``WhisperTranscriber.transcribe_ahead``). The voice stage embeds the same guess's windows
+ahead, if no segment waits, so the segment handed on only runs CAM++ on the windows the guess
+did not hold (``CamppEmbedder.embed_ahead``); the diarizer labels handed-on segments only.
 
 Latency of an utterance = wall time when its emotion is ready minus wall time when the audio
 of its last sample arrived (:class:`ArrivalLog`): the same meaning for a microphone and a
@@ -54,7 +57,13 @@ from edge_app.emotion_features import (
     UtteranceFeaturizer,
 )
 from edge_app.events import EmotionEvent, EventWriter
-from edge_app.messages import AudioChunk, SegmentGuess, SpeakerTurn, SpeechSegment
+from edge_app.messages import (
+    AudioChunk,
+    SegmentGuess,
+    SegmentPrefix,
+    SpeakerTurn,
+    SpeechSegment,
+)
 from edge_app.runtime import Overflow, Runtime
 from edge_app.states import SpeakerStates, StateOptions
 from edge_app.ui import HeaderInfo, UiSnapshot
@@ -112,6 +121,12 @@ class LiveOptions:
     # ASR 403 vs 466 ms wall a turn (median; 331 alone), the voice stage 191 vs 99 ms, still
     # done first (bench/bench_turn_end.py; README, Live latency). 0: the same priority.
     voice_nice: int = 10
+    # The voice stage embeds the open turn's windows while it goes on (real-time runs only):
+    # the VAD hands it the open segment's audio so far every this many seconds of it
+    # (SegmentPrefix; CAM++'s windows are 1.5 s every 0.5 s), and it embeds the windows not yet
+    # done when no segment waits. At the turn's end only the last window is left, so CAM++ no
+    # longer takes a core from the ASR then. None: off (all windows at the turn's end).
+    voice_prefix_s: float | None = 0.5
     debug: bool = False
     # audio.offline.AudioPipelineOptions; None: the defaults (bench_live compares variants)
     audio_options: object | None = None
@@ -147,18 +162,25 @@ class ArrivalLog:
 
 class VadStage:
     """Audio -> speech segments; with ``guesses``, also the VAD's guess of the segment it is
-    about to hand on (SegmentGuess, for the ASR stage only)."""
+    about to hand on (SegmentGuess, for the ASR and voice stages); with ``prefix_every_s``, the
+    open segment's audio so far every that many seconds of it (SegmentPrefix, for the voice
+    stage only)."""
 
-    def __init__(self, vad, guesses: bool = False) -> None:
+    def __init__(self, vad, guesses: bool = False, prefix_every_s: float | None = None) -> None:
         self.vad = vad
         self.guesses = guesses
+        self.prefix_every_s = prefix_every_s
 
-    def process(self, chunk: AudioChunk) -> list[SpeechSegment | SegmentGuess]:
-        out: list[SpeechSegment | SegmentGuess] = list(self.vad.process(chunk))
+    def process(self, chunk: AudioChunk) -> list[SpeechSegment | SegmentGuess | SegmentPrefix]:
+        out: list[SpeechSegment | SegmentGuess | SegmentPrefix] = list(self.vad.process(chunk))
         if self.guesses:
             guess = self.vad.speculation()
             if guess is not None:
                 out.append(SegmentGuess(guess))
+        if self.prefix_every_s is not None:
+            prefix = self.vad.open_prefix(self.prefix_every_s)
+            if prefix is not None:
+                out.append(SegmentPrefix(prefix))
         return out
 
     def flush(self) -> list[SpeechSegment]:
@@ -188,13 +210,19 @@ class AsrStage:
 
 class VoiceStage:
     """Voice windows -> online diarizer -> overlap turns (audio.speakers.SpeakerStage, the same
-    stage `mlsan-live diarize` runs)."""
+    stage `mlsan-live diarize` runs). A SegmentGuess or SegmentPrefix is embedded ahead (its
+    windows kept for the segment it belongs to) only when no segment waits in ``backlog``."""
 
-    def __init__(self, speaker_stage) -> None:
+    def __init__(self, speaker_stage, backlog: Callable[[], int] = lambda: 0) -> None:
         self.speaker_stage = speaker_stage
+        self.backlog = backlog
 
-    def process(self, segment: SpeechSegment) -> list[VoicedSegment]:
-        return [VoicedSegment(segment, tuple(self.speaker_stage.process(segment)))]
+    def process(self, item: SpeechSegment | SegmentGuess | SegmentPrefix) -> list[VoicedSegment]:
+        if isinstance(item, SegmentGuess | SegmentPrefix):
+            if not self.backlog():
+                self.speaker_stage.embed_ahead(item.segment, isinstance(item, SegmentGuess))
+            return []
+        return [VoicedSegment(item, tuple(self.speaker_stage.process(item)))]
 
     def flush(self):
         return []
@@ -598,23 +626,28 @@ class LivePipeline:
             units_of=lambda c: len(c.samples),
             units="samples",
         )
-        asr_q = rt.queue("segments→asr", 32, Overflow.BLOCK)
-        # Guesses (SegmentGuess) go to speech recognition only.
-        voice_q = rt.queue(
-            "segments→voice",
+        # The open segment's audio so far (SegmentPrefix) is for the voice stage only.
+        asr_q = rt.queue(
+            "segments→asr",
             32,
             Overflow.BLOCK,
-            accepts=lambda item: isinstance(item, SpeechSegment),
+            accepts=lambda item: not isinstance(item, SegmentPrefix),
         )
+        voice_q = rt.queue("segments→voice", 32, Overflow.BLOCK)
         parts_q = rt.queue("utterance parts", 64, Overflow.BLOCK, producers=2)
         utt_q = rt.queue("utterances", 64, Overflow.BLOCK)
 
         rt.add_source("audio-source", ld.audio_source.chunks, [audio_q], on_item=self.arrivals.note)
         guesses = opts.speculative_asr and ld.clock.realtime
-        rt.add_stage("vad", VadStage(ld.vad, guesses), audio_q, [asr_q, voice_q])
+        prefix_s = opts.voice_prefix_s if ld.clock.realtime else None  # --fast: never idle
+        rt.add_stage("vad", VadStage(ld.vad, guesses, prefix_s), audio_q, [asr_q, voice_q])
         rt.add_stage("asr", AsrStage(ld.asr, asr_q.qsize), asr_q, [parts_q])
         rt.add_stage(
-            "voice", VoiceStage(ld.speaker_stage), voice_q, [parts_q], nice=opts.voice_nice
+            "voice",
+            VoiceStage(ld.speaker_stage, voice_q.qsize),
+            voice_q,
+            [parts_q],
+            nice=opts.voice_nice,
         )
         faces = progress = None
         if ld.face_stage is not None:
@@ -742,6 +775,7 @@ class LivePipeline:
         cpu = time.process_time() - self._cpu0
         asm = self.assembler
         ahead = getattr(getattr(self.loaded, "asr", None), "ahead", None)
+        voice_ahead = getattr(getattr(self.loaded, "embedder", None), "ahead", None)
         return {
             "type": "summary",
             "media_s": round(snap.media_t, 3),
@@ -756,6 +790,9 @@ class LivePipeline:
             "skipped_no_words": asm.skipped_no_words if asm else 0,
             # Speculative ASR: guesses transcribed, kept (exact / near), transcribed again, skipped
             "asr_ahead": asdict(ahead) if ahead is not None else None,
+            # CAM++ windows the voice stage embedded ahead, and of the handed-on segments'
+            # windows those reused from them / computed at hand-on (CamppEmbedder.embed_ahead)
+            "voice_ahead": asdict(voice_ahead) if voice_ahead is not None else None,
             # Who ran Whisper's encoder: "bf16" (PyTorch, CPUs with AMX) or "ctranslate2"
             "asr_encoder": getattr(getattr(self.loaded, "asr", None), "encoder_kind", None),
             "stages": {

@@ -45,7 +45,16 @@ class SpeechSegment:
 @dataclass(frozen=True)
 class SegmentGuess:
     """The VAD's guess of the segment it is about to hand on (``StreamingVad.speculation``),
-    sent to speech recognition only, which starts on it while the VAD makes sure; its
+    sent to speech recognition, which starts on it while the VAD makes sure, and to the voice
+    stage, which embeds its windows ahead; its ``segment.segment_id`` is -1."""
+
+    segment: SpeechSegment
+
+
+@dataclass(frozen=True)
+class SegmentPrefix:
+    """The audio of the segment the VAD has open, so far (``StreamingVad.open_prefix``), sent
+    to the voice stage only, which embeds its complete windows while the turn goes on; its
     ``segment.segment_id`` is -1."""
 
     segment: SpeechSegment

@@ -124,3 +124,62 @@ def test_vectors_do_not_move_with_the_recording_level(camp, shared_data):
     assert float(seg.embedding @ e) > 0.999
     silent = camp.embed(np.zeros(SAMPLE_RATE, np.float32))  # digital silence: no division by 0
     assert np.isfinite(silent).all()
+
+
+def test_windows_embedded_ahead_are_reused_only_over_the_same_audio(camp, shared_data):
+    # The live run embeds the speech detection's guess of a segment before it is handed on
+    # (CamppEmbedder.embed_ahead); the segment then reuses the windows the guess held. One of
+    # the sample's turns, 14.688-18.112 s (7 windows of 1.5 s every 0.5 s).
+    from edge_app.audio.sources import load_audio
+
+    audio = load_audio(shared_data / "diarization" / "sample.wav")
+
+    def seg(t0: float, t1: float, sid: int = 5) -> SpeechSegment:
+        return SpeechSegment(sid, t0, t1, audio[int(t0 * SAMPLE_RATE) : int(t1 * SAMPLE_RATE)])
+
+    def embed(segment):
+        before = (camp.ahead.reused, camp.ahead.computed)
+        sv = camp.embed_segment(segment)
+        reused, computed = camp.ahead.reused - before[0], camp.ahead.computed - before[1]
+        return np.stack([s.embedding for s in sv.spans]), reused, computed
+
+    turn = seg(14.688, 18.112)
+    fresh, reused, computed = embed(turn)
+    n = len(fresh)
+    assert n == 5 and (reused, computed) == (0, n)
+    # The same audio guessed: every window reused, bit for bit; the guess is used once.
+    camp.embed_ahead(seg(14.688, 18.112, -1))
+    vectors, reused, computed = embed(turn)
+    assert (reused, computed) == (n, 0) and np.array_equal(vectors, fresh)
+    assert embed(turn)[1:] == (0, n)
+    # A guess 0.1 s short (a speaker change confirmed a few frames later): only the window
+    # aligned to the end is run again; the others come from the guess's audio, whose level
+    # the segment's differs from by a hair (the vectors are level-independent).
+    camp.embed_ahead(seg(14.688, 18.012, -1))
+    vectors, reused, computed = embed(turn)
+    assert (reused, computed) == (n - 1, 1)
+    assert np.min(np.sum(vectors * fresh, axis=1)) > 0.999
+    # Two guesses of one open segment add up (a pause that did not end, then the real end).
+    camp.embed_ahead(seg(14.688, 16.256, -1))
+    camp.embed_ahead(seg(14.688, 18.012, -1))
+    assert embed(turn)[1:] == (n - 1, 1)
+    # Another start, or other audio under a window: computed again.
+    camp.embed_ahead(seg(14.656, 18.112, -1))
+    assert embed(turn)[1:] == (0, n)
+    changed = turn.samples.copy()
+    changed[SAMPLE_RATE] += np.float32(1e-3)  # inside the first three windows
+    other = SpeechSegment(-1, turn.t_start, turn.t_end, changed)
+    camp.embed_ahead(other)
+    vectors, reused, computed = embed(turn)
+    assert (reused, computed) == (n - 3, 3) and np.min(np.sum(vectors * fresh, axis=1)) > 0.999
+    # The open segment's audio so far (StreamingVad.open_prefix), as the turn goes on: only
+    # whole windows from its start, each once; the segment then runs the last two.
+    ahead = camp.ahead.ahead
+    camp.embed_ahead(seg(14.688, 16.5, -1), ends_here=False)  # 1.8 s: the window at 0 s
+    assert len(camp._ahead.vectors) == 1
+    camp.embed_ahead(seg(14.688, 17.2, -1), ends_here=False)  # 2.5 s: + 0.5 s and 1.0 s
+    camp.embed_ahead(seg(14.688, 17.3, -1), ends_here=False)  # nothing new
+    assert sorted(camp._ahead.vectors) == [(0, 150), (50, 200), (100, 250)]
+    assert camp.ahead.ahead - ahead == 3
+    vectors, reused, computed = embed(turn)
+    assert (reused, computed) == (3, n - 3) and np.min(np.sum(vectors * fresh, axis=1)) > 0.999

@@ -435,3 +435,33 @@ def test_speculation_is_only_a_guess():
     # A guess inside the first change_min_s of a segment is no turn end: nothing is guessed.
     guesses, _ = _guesses_and_segments(_GuessingModel(change, frames(0.5), 5, frames(0.1)))
     assert guesses == []
+
+
+def test_open_prefix_is_the_open_segments_audio_so_far():
+    # Continuous speech whose voice changes at 2.0 s (known 0.5 s later): every 0.5 s of it the
+    # open segment's audio so far, the same samples the segment is handed on with (up to its
+    # end); after the cut the prefixes start where the next segment does.
+    from edge_app.audio.vad import StreamingVad
+
+    vad = StreamingVad(VadOptions(**{**OPTS, "max_segment_s": 6.0}), _LateChangeModel(62, 16))
+    audio = np.random.default_rng(0).standard_normal(5 * SAMPLE_RATE).astype(np.float32)
+    chunk = SAMPLE_RATE // 10
+    prefixes, segments = [], []
+    for i in range(0, len(audio), chunk):
+        segments += vad.process(AudioChunk(i / SAMPLE_RATE, audio[i : i + chunk]))
+        prefix = vad.open_prefix(0.5)
+        if prefix is not None:
+            assert prefix.segment_id == -1 and prefix.t_end <= (i + chunk) / SAMPLE_RATE + 1e-9
+            prefixes.append(prefix)
+    segments += vad.flush()
+    first, second = segments[0], segments[1]
+    before = [p for p in prefixes if p.t_start == first.t_start]
+    after = [p for p in prefixes if p.t_start == second.t_start]
+    assert len(before) + len(after) == len(prefixes) and len(before) >= 3 and len(after) >= 3
+    for group, seg in ((before, first), (after, second)):
+        ends = [p.t_end for p in group]
+        assert all(b - a >= 0.5 - 1e-9 for a, b in zip(ends, ends[1:], strict=False))
+        for p in group:  # up to the change, which was known only after some prefixes passed it
+            n = min(len(p.samples), len(seg.samples))
+            assert np.array_equal(p.samples[:n], seg.samples[:n])
+    assert before[-1].t_end > first.t_end  # the open segment was cut back at the change

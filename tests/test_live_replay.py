@@ -116,6 +116,10 @@ def test_headless_events_on_stdout(wav, checkpoint, labels, tmp_path):
     assert ahead["used"] + ahead["used_near"] >= 1, ahead
     resolved = ahead["used"] + ahead["used_near"] + ahead["unused"]
     assert resolved <= ahead["passes"] <= resolved + 1, ahead
+    # ...and the voice stage embedded CAM++ windows ahead (the open turns' audio so far and the
+    # guesses), which handed-on turns reused instead of running them at their end.
+    voice = summary["voice_ahead"]
+    assert 1 <= voice["reused"] <= voice["ahead"] and voice["computed"] >= 1, voice
     ends = [r["t_end"] for r in utts]
     assert ends == sorted(ends)
     said = " ".join(r["text"] for r in utts)

@@ -116,12 +116,12 @@ def test_end_marker_waits_for_every_producer():
 
 
 def test_queue_passes_over_what_it_is_not_for():
-    # The VAD stage feeds speech recognition and the voice stage; its guesses (SegmentGuess)
-    # are for speech recognition only: the voice queue passes over them, uncounted.
+    # The VAD stage feeds speech recognition and the voice stage; the open segment's audio so
+    # far (SegmentPrefix) is for the voice stage only: the ASR queue passes over it, uncounted.
     stop = threading.Event()
     q = StageQueue("segments", 1, Overflow.BLOCK, accepts=lambda item: isinstance(item, int))
-    assert not q.put("guess", stop)  # passed over at once, even though the queue has room
-    assert q.put(1, stop) and not q.put("guess", stop)  # ...and when it is full: no blocking
+    assert not q.put("prefix", stop)  # passed over at once, even though the queue has room
+    assert q.put(1, stop) and not q.put("prefix", stop)  # ...and when it is full: no blocking
     assert q.stats().dropped == 0 and q.qsize() == 1
     assert q.get(0.1) == 1
     assert q.put(END, stop) and q.get(0.1) is END  # the end marker always gets through
@@ -411,3 +411,34 @@ def test_a_stage_with_nice_runs_below_the_others_and_only_its_thread(wav):
     assert lowered.seen and set(lowered.seen) == {min(19, base + 5)}
     assert normal.seen and set(normal.seen) == {base}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's
+
+
+def test_voice_stage_embeds_guesses_ahead_only_when_idle():
+    from edge_app.live_pipeline import VoiceStage
+    from edge_app.messages import SegmentGuess, SegmentPrefix, SpeechSegment
+
+    class FakeSpeakerStage:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, int]] = []
+
+        def embed_ahead(self, part, ends_here=True):
+            self.calls.append(("ahead" if ends_here else "prefix", part.segment_id))
+
+        def process(self, segment):
+            self.calls.append(("segment", segment.segment_id))
+            return []
+
+    def segment(i: int) -> SpeechSegment:
+        return SpeechSegment(i, 0.0, 1.0, np.zeros(16000, np.float32))
+
+    waiting = [0]
+    speakers = FakeSpeakerStage()
+    stage = VoiceStage(speakers, backlog=lambda: waiting[0])
+    assert stage.process(SegmentPrefix(segment(-1))) == []  # embedded ahead, nothing out
+    assert stage.process(SegmentGuess(segment(-1))) == []
+    waiting[0] = 1  # a segment waits: guesses and prefixes are skipped, never delaying it
+    assert stage.process(SegmentGuess(segment(-1))) == []
+    assert stage.process(SegmentPrefix(segment(-1))) == []
+    out = stage.process(segment(7))
+    assert [v.segment.segment_id for v in out] == [7]
+    assert speakers.calls == [("prefix", -1), ("ahead", -1), ("segment", 7)]

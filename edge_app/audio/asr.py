@@ -53,12 +53,19 @@ class AsrOptions:
     cpu_threads: int = 2
     # Who runs Whisper's encoder: "auto" (PyTorch bfloat16 on a CPU with AMX, else
     # CTranslate2), "ctranslate2" or "bf16" (mlsan.whisper_encoder). With bf16 the encoder gets
-    # ``cpu_threads`` and CTranslate2, which then only decodes and aligns, one thread (two made
-    # a turn slower: 915 vs 713 ms). On the 2-core Xeon, turn by turn over 71 conversation
+    # ``cpu_threads`` and CTranslate2, which then only decodes and aligns, ``decoder_threads``.
+    # On the 2-core Xeon, turn by turn over 71 conversation
     # turns: 471 vs 722 ms wall and 686 vs 983 ms CPU a turn against CTranslate2's int8 pass
     # on two threads, words moved no further than a float32 pass moves them (README, Live
     # latency: bench/bench_asr_window.py --bf16).
     encoder: str = "auto"
+    # CTranslate2's threads when the bf16 encoder runs (it then only decodes and aligns); None:
+    # ``cpu_threads``. One thread was chosen when numpy's spinning BLAS worker still took a
+    # core (two made a turn slower then: 915 vs 713 ms); with that gone (mlsan.blas_threads),
+    # two: turn by turn over the 71 conversation turns (142 passes each), beside the voice
+    # stage as live, 326 vs 349 ms wall a turn (median; mean 381 vs 413) for 525 vs 495 ms CPU;
+    # alone 289 vs 301 ms (bench/bench_turn_end.py --decoder-threads 1,2 --rounds 2).
+    decoder_threads: int | None = None
     beam_size: int = 1
     language: str | None = "en"  # None: detect (multilingual models only)
     word_timestamps: bool = True
@@ -160,6 +167,10 @@ class WhisperTranscriber:
             encoder, unreadable = self._bf16_encoder(path, options)
             if encoder is None:
                 self.encoder_kind = "ctranslate2"
+        # CTranslate2's threads: the whole pass, or with the bf16 encoder only the decoding
+        self.ct2_threads = options.cpu_threads
+        if encoder is not None and options.decoder_threads is not None:
+            self.ct2_threads = options.decoder_threads
         # Before the model's worker threads first sample: each seeds its generator once.
         ctranslate2.set_random_seed(options.seed)
         try:
@@ -167,8 +178,7 @@ class WhisperTranscriber:
                 path,
                 device=options.device,
                 compute_type=options.compute_type,
-                # With the bf16 encoder CTranslate2 only decodes: one thread (AsrOptions.encoder)
-                cpu_threads=1 if encoder is not None else options.cpu_threads,
+                cpu_threads=self.ct2_threads,
                 local_files_only=True,
             )
         except Exception as exc:  # CTranslate2 / huggingface_hub raise many kinds

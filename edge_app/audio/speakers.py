@@ -8,6 +8,7 @@ API::
     stage = SpeakerStage(embedder, diarizer, OverlapOptions(), overlap_source=vad.overlap)
     turns = stage.process(segment)   # SpeechSegment -> list[SpeakerTurn]: the diarizer's turns
                                      # (in time order, not overlapping), then overlap turns
+    stage.embed_ahead(part, ends_here)  # live run: embed the open segment's audio ahead
 
 Overlap (AMI's meetings hold ~21 % of their speech time under two voices; a one-voice-at-a-
 time output misses all of it): where the segmentation model gives p(two speakers) >=
@@ -65,6 +66,15 @@ class SpeakerStage:
     def process(self, segment: SpeechSegment) -> list[SpeakerTurn]:
         turns, extra = self.process_split(segment)
         return turns + extra
+
+    def embed_ahead(self, part: SpeechSegment, ends_here: bool = True) -> None:
+        """Embed audio of the segment the speech detection has open: its guess of the whole
+        segment (``ends_here``) or the audio so far. ``process`` of that segment then embeds
+        only what was not done ahead (embedders that can: ``CamppEmbedder.embed_ahead``). The
+        diarizer is not touched: it labels only segments handed on."""
+        ahead = getattr(self.embedder, "embed_ahead", None)
+        if ahead is not None:
+            ahead(part, ends_here)
 
     def process_split(self, segment: SpeechSegment) -> tuple[list[SpeakerTurn], list[SpeakerTurn]]:
         """(the diarizer's turns: in time order, disjoint; the overlap turns)."""

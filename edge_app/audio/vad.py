@@ -41,6 +41,8 @@ API::
   (``SegmentationVad.take_tentative_changes``). It changes nothing here: the live run starts
   transcribing the guess while the VAD makes sure, and keeps the words only if the segment
   handed on is the same audio (``WhisperTranscriber.transcribe_ahead``).
+  ``StreamingVad.open_prefix(every_s)`` gives the open segment's audio so far, every
+  ``every_s`` of it: the live run's voice stage embeds its windows while the turn goes on.
   Times: a segment's ``t_start`` is the stream's first chunk ``t_start`` plus its sample offset;
   chunks with ``dropped_before`` get that many zeros inserted so the timeline stays right.
 """
@@ -380,6 +382,7 @@ class StreamingVad:
         self._emitted_end = 0  # end frame (exclusive) of the last segment handed on
         self._tentative: list[int] = []  # early speaker-change guesses, increasing
         self._guessed: tuple[int, int] | None = None  # (start, end) of the last speculation
+        self._prefixed: tuple[int, int] = (-1, 0)  # (start, end) of the last open_prefix
 
     def overlap(self, t_start: float, t_end: float) -> tuple[float, np.ndarray]:
         """p(overlapped speech) per 32-ms frame over [t_start, t_end): (time of the first
@@ -442,6 +445,20 @@ class StreamingVad:
         if (fs.start, fs.end) == self._guessed:
             return None
         self._guessed = (fs.start, fs.end)
+        return self._segment(fs, segment_id=-1)
+
+    def open_prefix(self, every_s: float) -> SpeechSegment | None:
+        """The open segment's audio so far (its start re-judged as at hand-on), once it holds
+        ``every_s`` more than the last one given for that start, or None. The live run's voice
+        stage embeds its complete windows while the turn goes on. ``segment_id`` is -1."""
+        m = self.machine
+        if not m.in_speech or m._pending_end is not None:
+            return None
+        fs = self._grown(FrameSegment(m.pad_start, m.n, False, m.after_change), m.n)
+        start, given = self._prefixed
+        if fs.end - (given if fs.start == start else fs.start) < every_s / FRAME_S:
+            return None
+        self._prefixed = (fs.start, fs.end)
         return self._segment(fs, segment_id=-1)
 
     def _segment(self, fs: FrameSegment, segment_id: int | None = None) -> SpeechSegment:
