@@ -138,7 +138,7 @@ def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None
         help="start speech recognition on the early guess of a turn's end (default on; "
         "--no-speculative-asr: wait until the end is sure): a turn that ends at a change of "
         "voice is ready up to one 0.25-s hop sooner, for the CPU of the guesses that were "
-        "wrong (README, Live latency)",
+        "wrong; the voice stage embeds the same guesses ahead (README, Live latency)",
     )
     emo.add_argument(
         "--asr-encoder",

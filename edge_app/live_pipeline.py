@@ -6,7 +6,8 @@ Threads and queues (policy when full)::
       └► vad ─┬─► [segments→asr 32: block] ─► asr (faster-whisper) ─────────┐
               │    (+ guesses of the next segment: speculative ASR)          │
               └─► [segments→voice 32: block] ─► voice (CAM++ + diarizer) ────┤
-                   (+ the same guesses: their windows embedded ahead)        │
+                   (+ the same guesses, and the open segment's audio so far  │
+                    every 0.5 s: their CAM++ windows embedded ahead)         │
                                                    [utterance parts 64: block, 2 producers]
                                                                               ▼
                                  assemble (UtteranceAssembler, face binding) ─► [utterances 64:
@@ -24,9 +25,11 @@ Speculative speech recognition (``LiveOptions.speculative_asr``, on by default; 
 runs only): the VAD's early guess of where a turn ends (``StreamingVad.speculation``) goes to
 the ASR stage, which transcribes it while the VAD makes sure, if no segment waits; the segment
 handed on then gets those words at once when it is the same audio
-(``WhisperTranscriber.transcribe_ahead``). The voice stage embeds the same guess's windows
-ahead, if no segment waits, so the segment handed on only runs CAM++ on the windows the guess
-did not hold (``CamppEmbedder.embed_ahead``); the diarizer labels handed-on segments only.
+(``WhisperTranscriber.transcribe_ahead``). The voice stage gets the same guesses, and the open
+segment's audio so far every ``LiveOptions.voice_prefix_s`` (SegmentPrefix, which the ASR queue
+passes over), and embeds their CAM++ windows while the turn goes on, when nothing waits; the
+segment handed on then only runs CAM++ on the windows not done yet, usually the last
+(``CamppEmbedder.embed_ahead``). The diarizer labels handed-on segments only.
 
 Latency of an utterance = wall time when its emotion is ready minus wall time when the audio
 of its last sample arrived (:class:`ArrivalLog`): the same meaning for a microphone and a
@@ -211,7 +214,8 @@ class AsrStage:
 class VoiceStage:
     """Voice windows -> online diarizer -> overlap turns (audio.speakers.SpeakerStage, the same
     stage `mlsan-live diarize` runs). A SegmentGuess or SegmentPrefix is embedded ahead (its
-    windows kept for the segment it belongs to) only when no segment waits in ``backlog``."""
+    windows kept for the segment it belongs to) only when nothing waits in ``backlog``: a
+    segment must not wait for it, and a later guess or prefix holds more of the turn."""
 
     def __init__(self, speaker_stage, backlog: Callable[[], int] = lambda: 0) -> None:
         self.speaker_stage = speaker_stage
