@@ -127,6 +127,13 @@ def test_queue_passes_over_what_it_is_not_for():
     assert q.put(END, stop) and q.get(0.1) is END  # the end marker always gets through
 
 
+def _segment(i: int):
+    """A 1-s segment of silence with id ``i`` (-1: a guess or prefix of one)."""
+    from edge_app.messages import SpeechSegment
+
+    return SpeechSegment(i, 0.0, 1.0, np.zeros(16000, np.float32))
+
+
 class _FakeAsr:
     """What AsrStage needs of WhisperTranscriber; records the order of its passes."""
 
@@ -146,18 +153,15 @@ class _FakeAsr:
 
 def test_asr_stage_never_lets_a_guess_delay_a_segment():
     from edge_app.live_pipeline import AsrStage
-    from edge_app.messages import SegmentGuess, SpeechSegment
-
-    def segment(i: int) -> SpeechSegment:
-        return SpeechSegment(i, 0.0, 1.0, np.zeros(16000, np.float32))
+    from edge_app.messages import SegmentGuess
 
     waiting = [0]
     asr = _FakeAsr()
     stage = AsrStage(asr, backlog=lambda: waiting[0])
-    assert stage.process(SegmentGuess(segment(-1))) == []  # transcribed ahead, nothing out
+    assert stage.process(SegmentGuess(_segment(-1))) == []  # transcribed ahead, nothing out
     waiting[0] = 1  # a segment is queued behind this guess: the guess is skipped
-    assert stage.process(SegmentGuess(segment(-1))) == []
-    assert stage.process(segment(7)) == [7]
+    assert stage.process(SegmentGuess(_segment(-1))) == []
+    assert stage.process(_segment(7)) == [7]
     assert asr.passes == [("ahead", -1), ("segment", 7)] and asr.ahead.skipped == 1
 
 
@@ -415,7 +419,7 @@ def test_a_stage_with_nice_runs_below_the_others_and_only_its_thread(wav):
 
 def test_voice_stage_embeds_guesses_ahead_only_when_idle():
     from edge_app.live_pipeline import VoiceStage
-    from edge_app.messages import SegmentGuess, SegmentPrefix, SpeechSegment
+    from edge_app.messages import SegmentGuess, SegmentPrefix
 
     class FakeSpeakerStage:
         def __init__(self) -> None:
@@ -428,17 +432,14 @@ def test_voice_stage_embeds_guesses_ahead_only_when_idle():
             self.calls.append(("segment", segment.segment_id))
             return []
 
-    def segment(i: int) -> SpeechSegment:
-        return SpeechSegment(i, 0.0, 1.0, np.zeros(16000, np.float32))
-
     waiting = [0]
     speakers = FakeSpeakerStage()
     stage = VoiceStage(speakers, backlog=lambda: waiting[0])
-    assert stage.process(SegmentPrefix(segment(-1))) == []  # embedded ahead, nothing out
-    assert stage.process(SegmentGuess(segment(-1))) == []
+    assert stage.process(SegmentPrefix(_segment(-1))) == []  # embedded ahead, nothing out
+    assert stage.process(SegmentGuess(_segment(-1))) == []
     waiting[0] = 1  # a segment waits: guesses and prefixes are skipped, never delaying it
-    assert stage.process(SegmentGuess(segment(-1))) == []
-    assert stage.process(SegmentPrefix(segment(-1))) == []
-    out = stage.process(segment(7))
+    assert stage.process(SegmentGuess(_segment(-1))) == []
+    assert stage.process(SegmentPrefix(_segment(-1))) == []
+    out = stage.process(_segment(7))
     assert [v.segment.segment_id for v in out] == [7]
     assert speakers.calls == [("prefix", -1), ("ahead", -1), ("segment", 7)]

@@ -90,18 +90,20 @@ class _AheadWindows:
         self.t_start = t_start
         self.vectors: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def take(self, segment: SpeechSegment, window: tuple[int, int], out, i: int) -> bool:
-        """Put the kept vector of ``window`` into ``out[i]`` if it was computed on the same
-        audio as ``segment``'s; True if so."""
+    def starts_at(self, t_start: float) -> bool:
+        return abs(t_start - self.t_start) <= 1e-6
+
+    def take(self, segment: SpeechSegment, window: tuple[int, int]) -> np.ndarray | None:
+        """The kept vector of ``window`` if it was computed on the same audio as ``segment``'s
+        (which starts where these windows do), else None."""
         kept = self.vectors.get(window)
-        if kept is None or abs(segment.t_start - self.t_start) > 1e-6:
-            return False
+        if kept is None:
+            return None
         vector, audio = kept
         a, b = _window_samples(window)
         if b > len(segment.samples) or not np.array_equal(audio, segment.samples[a:b]):
-            return False
-        out[i] = vector
-        return True
+            return None
+        return vector
 
 
 def _window_samples(window: tuple[int, int]) -> tuple[int, int]:
@@ -181,7 +183,7 @@ class CamppEmbedder:
         if len(samples) / SAMPLE_RATE < self.options.min_segment_s:
             return
         kept = self._ahead
-        if kept is None or abs(kept.t_start - part.t_start) > 1e-6:
+        if kept is None or not kept.starts_at(part.t_start):
             kept = _AheadWindows(part.t_start)
         self._ahead = kept
         if ends_here:  # as embed_segment would window the guess
@@ -217,8 +219,12 @@ class CamppEmbedder:
         embs = np.zeros((len(bounds), self.dim), np.float32)
         todo = list(range(len(bounds)))
         ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            todo = [i for i in todo if not ahead.take(segment, bounds[i], embs, i)]
+        if ahead is not None and ahead.starts_at(segment.t_start):
+            for i, window in enumerate(bounds):
+                vector = ahead.take(segment, window)
+                if vector is not None:
+                    embs[i] = vector
+                    todo.remove(i)
         self.ahead.reused += len(bounds) - len(todo)
         self.ahead.computed += len(todo)
         if todo:
