@@ -38,11 +38,11 @@ number; no take used twice in one conversation). Reference turns: the frames of 
 35 dB of its loudest 10-ms frame, so the missed / false-alarm parts are approximate; confusion
 and speakers found vs true are what this checks (other people and another room than the tuning
 files). Old and new pipelines.
-``--events``: the live run's emitted utterance events scored as who spoke when (``--fast``
-replays through the whole live pipeline; each event's ``speaker``, ``t_start``, ``t_end`` one
-turn). An event spans one speaker's words in a segment, so a second voice in an overlap and
-speech without words are not in it: the DER above (the diarizer's turns) is the who-spoke-when
-output, this is what the emotion stream says.
+``--events``: the live run's event stream scored as who spoke when (``--fast`` replays
+through the whole live pipeline; each record's ``speaker``, ``t_start``, ``t_end`` one turn):
+its ``turn`` records (the stream's who-spoke-when: the diarizer's turns as labelled live, ids
+as first given) and its ``utterance`` records (one speaker's words in a segment, so a second
+voice in an overlap and speech without words are not in them).
 ``--gallery``: enroll the people of trn00, trn06, trn07; replay files with other people (trn04,
 trn05) and with the same people (trn03, trn08, trn09); count stored ids given to the wrong /
 right person.
@@ -357,10 +357,12 @@ def ravdess_check(n: int) -> dict:
 
 
 def events_check(refs, uris) -> dict:
-    """DER of the live run's emitted utterance events (speaker, t_start, t_end) as who spoke
-    when: a ``--fast`` replay of each file through the whole live pipeline (speech
-    recognition, emotion), each event one turn. An event spans one speaker's words in a
-    segment; speech without words is not emitted, nor a second voice in an overlap."""
+    """DER of the live run's event stream as who spoke when: a ``--fast`` replay of each file
+    through the whole live pipeline (speech recognition, emotion), scored twice: its ``turn``
+    records (the diarizer's turns as the voice stage labels them, overlap turns included) and
+    its ``utterance`` records (one speaker's words in a segment: speech without words is not
+    in them, nor a second voice in an overlap), each record's speaker, t_start, t_end one
+    turn."""
     from types import SimpleNamespace
 
     import soundfile as sf
@@ -368,24 +370,30 @@ def events_check(refs, uris) -> dict:
     from edge_app.live_pipeline import LiveOptions, LivePipeline, _quiet_hf
 
     _quiet_hf()
-    rows = {}
+    rows: dict[str, dict] = {"turn": {}, "utterance": {}}
     for uri in uris:
         pipe = LivePipeline(
             LiveOptions(audio=wav_of(uri), headless=True, events=None, gallery=None, realtime=False)
         )
         pipe.open()
         rt = pipe.build()
-        events: list = []
-        pipe.emotion.sinks = (events.append,)
+        records: dict[str, list] = {"turn": [], "utterance": []}
+        pipe.emotion.sinks = (records["utterance"].append,)
+        pipe.turns.sinks = (records["turn"].append,)
         rt.run()
         pipe.close()
-        turns = [
-            SimpleNamespace(speaker_id=e.speaker, t_start=e.t_start, t_end=e.t_end) for e in events
-        ]
         duration = sf.info(wav_of(uri)).duration
-        rows[uri] = {"events": len(events), **score(refs[uri], turns, duration)}
-    ami = [rows[u] for u in uris if u != "sample"]
-    return {"files": rows, "ami_pooled": pooled(ami) if ami else None}
+        for kind, events in records.items():
+            turns = [
+                SimpleNamespace(speaker_id=e.speaker, t_start=e.t_start, t_end=e.t_end)
+                for e in events
+            ]
+            rows[kind][uri] = {"records": len(events), **score(refs[uri], turns, duration)}
+    out = {}
+    for kind, by_file in rows.items():
+        ami = [by_file[u] for u in uris if u != "sample"]
+        out[kind] = {"files": by_file, "ami_pooled": pooled(ami) if ami else None}
+    return out
 
 
 def _gains(text: str) -> list[float]:
@@ -427,7 +435,8 @@ def main() -> int:
     ap.add_argument(
         "--events",
         action="store_true",
-        help="also score the live run's emitted events (--fast replays, whole pipeline)",
+        help="also score the live run's turn and utterance records (--fast replays, whole "
+        "pipeline)",
     )
     args = ap.parse_args()
     if args.ravdess < 0:

@@ -14,6 +14,9 @@ Prints one JSON object. Per configuration (compared in the same run, same file, 
 * ``drops``: items dropped per queue and audio samples lost (should all be 0);
 * ``end_of_file_to_stop_s``: from the last audio chunk to every thread stopped (the last
   utterance is still transcribed and scored in between);
+* ``turn_record_s``: wall seconds from the arrival of a speaker turn's last audio sample to its
+  ``turn`` record (who spoke when; the voice stage writes it before the words are known),
+  median and p95;
 * per-stage median latency (ms), utterances, speakers;
 * ``turns``: (media time of the utterance's end, latency) per utterance, to pair the same turns
   across configurations (a list per run when ``--repeat`` > 1).
@@ -224,6 +227,8 @@ def run_config(name: str, audio: Path, context: int) -> dict:
             turns.append((round(event.t_end, 3), round(event.latency_s, 3)))
 
     rt = pipe.build()
+    turn_records: list[float] = []  # latency of each turn record
+    pipe.turns.sinks = (lambda turn: turn_records.append(turn.latency_s),)
     frames: list[tuple[float, int]] = []  # (time the frame was on screen, utterances in it)
 
     def snapshot():
@@ -285,6 +290,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         "ready_s_segment_end": _percentiles(seg_end),
         "ready_s_inside_segment": _percentiles(inside),
         "on_screen_s": _percentiles(on_screen),
+        "turn_record_s": _percentiles(turn_records),
         "cpu_s_per_media_s": round(cpu / max(snap.media_t, 1e-9), 3),
         # Share of the machine's CPU time the hypervisor gave to other guests during the run
         # (/proc/stat "steal"): on a shared VM the same code runs slower when this is high.
@@ -312,6 +318,7 @@ def run_config(name: str, audio: Path, context: int) -> dict:
         "_ready_s_segment_end": seg_end,
         "_ready_s_inside_segment": inside,
         "_on_screen_s": on_screen,
+        "_turn_record_s": turn_records,
     }
 
 
@@ -344,7 +351,13 @@ def main() -> None:
         result = runs[0]
         if len(runs) > 1:  # pool the per-utterance latencies of all runs
             result["runs"] = len(runs)
-            for key in ("ready_s", "on_screen_s", "ready_s_segment_end", "ready_s_inside_segment"):
+            # each run's own median and p95 (what its summary record reports), then pooled
+            per_run = [(r["ready_s"]["median"], r["ready_s"]["p95"]) for r in runs]
+            result["ready_s_per_run"] = per_run
+            result["steal_share_per_run"] = [r["steal_share"] for r in runs]
+            result["cpu_s_per_media_s_per_run"] = [r["cpu_s_per_media_s"] for r in runs]
+            pooled = ("ready_s", "on_screen_s", "ready_s_segment_end", "ready_s_inside_segment")
+            for key in (*pooled, "turn_record_s"):
                 result[key] = _percentiles([x for r in runs for x in r["_" + key]])
             for key in ("cpu_s_per_media_s", "steal_share"):
                 values = [r[key] for r in runs if r[key] is not None]

@@ -15,8 +15,24 @@ Record types (field ``type``):
 ``t_start``/``t_end`` are seconds on the media clock; ``latency_s`` is wall seconds from the
 end of the utterance (its ``t_end`` being due on the wall clock) to its emotion being ready.
 
+``turn`` (who spoke when: one per speaker turn, as soon as the voice stage has labelled it,
+before its words are known)::
+
+    {"type": "turn", "turn_id": 7, "segment_id": 5, "t_start": 8.32, "t_end": 10.41,
+     "speaker": "spk1", "speaker_name": "Alice" | null, "overlap": false,
+     "new_speaker": false, "similarity": 0.62, "latency_s": 0.31}
+
+The turns are the diarizer's output (``mlsan-live diarize`` writes the same turns as RTTM),
+the stream's who-spoke-when record: they hold speech without words and, with
+``"overlap": true``, the second voice where two people talk at once (``similarity`` 0: the
+voice is inferred from the neighbouring turn, not measured). An utterance covers one speaker's
+words in a turn, so it can be shorter than its turn, and a turn without words has none.
+``speaker`` is the id as the turn was labelled; a later merge of two ids shows in later
+records only. ``latency_s``: wall seconds from the turn's end being due to the record.
+
 ``summary`` (one, when the run ends): ``media_s``, ``wall_s``, ``cpu_s``, ``utterances``,
-``drops`` (per queue), ``audio_samples_dropped``, ``stages`` (per-stage latency), ``error``.
+``turns`` (records, overlap ones, latency), ``drops`` (per queue), ``audio_samples_dropped``,
+``stages`` (per-stage latency), ``error``.
 
 ``-`` writes to stdout. Writes are serialised by a lock; ``close`` flushes and (for a file)
 closes. ``mqtt://HOST/PREFIX`` publishes the same records to a broker
@@ -83,6 +99,40 @@ class EmotionEvent:
         }
 
 
+@dataclass(frozen=True)
+class TurnEvent:
+    """One speaker turn, as the voice stage hands it to the sinks (see the module doc)."""
+
+    turn_id: int
+    segment_id: int
+    t_start: float
+    t_end: float
+    speaker: str
+    speaker_name: str | None
+    overlap: bool  # the second voice of an overlap (SpeakerStage's overlap turns)
+    new_speaker: bool  # this turn enrolled its speaker
+    similarity: float  # cosine to the speaker's centroid when labelled (0 for an overlap turn)
+    latency_s: float
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "type": "turn",
+            "turn_id": self.turn_id,
+            "segment_id": self.segment_id,
+            "t_start": round(self.t_start, 3),
+            "t_end": round(self.t_end, 3),
+            "speaker": self.speaker,
+            "speaker_name": self.speaker_name,
+            "overlap": self.overlap,
+            "new_speaker": self.new_speaker,
+            "similarity": _r(self.similarity),
+            "latency_s": _r(self.latency_s),
+        }
+
+
+Event = EmotionEvent | TurnEvent
+
+
 def _r(x: float, nd: int = 4) -> float | None:
     x = float(x)
     return round(x, nd) if math.isfinite(x) else None
@@ -130,7 +180,7 @@ class EventSink(Protocol):
 
     count: int  # records accepted so far
 
-    def write(self, record: dict[str, Any] | EmotionEvent) -> None: ...
+    def write(self, record: dict[str, Any] | Event) -> None: ...
 
     def close(self) -> None: ...
 
@@ -160,8 +210,8 @@ class EventWriter:
             self._owned = True
         self._closed = False
 
-    def write(self, record: dict[str, Any] | EmotionEvent) -> None:
-        if isinstance(record, EmotionEvent):
+    def write(self, record: dict[str, Any] | Event) -> None:
+        if isinstance(record, EmotionEvent | TurnEvent):
             record = record.to_record()
         line = json.dumps(record, ensure_ascii=False, allow_nan=False)
         with self._lock:

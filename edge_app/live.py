@@ -72,8 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser, sources: bool = True) -> None
         "--events",
         metavar="TARGET",
         action="append",
-        help="JSON Lines, one record per utterance ('-' for stdout), or an MQTT broker "
-        "mqtt[s]://HOST[:PORT]/PREFIX; repeat to give both a file and a broker",
+        help="JSON Lines ('-' for stdout): an 'utterance' record per utterance (its emotion), a "
+        "'turn' record per speaker turn (who spoke when), a 'summary' at the end; or an MQTT "
+        "broker mqtt[s]://HOST[:PORT]/PREFIX; repeat to give both a file and a broker",
     )
     _add_mqtt_arguments(parser)
     out.add_argument(
@@ -200,7 +201,8 @@ def _add_mqtt_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1000,
         metavar="N",
-        help="utterances kept while the broker is away; then the oldest are dropped (default 1000)",
+        help="utterances (and, apart, as many turn records) kept while the broker is away; "
+        "then the oldest are dropped (default 1000)",
     )
     grp.add_argument(
         "--mqtt-offline-start",

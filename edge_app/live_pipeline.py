@@ -59,7 +59,7 @@ from edge_app.emotion_features import (
     ModelInfo,
     UtteranceFeaturizer,
 )
-from edge_app.events import EmotionEvent, EventWriter
+from edge_app.events import EmotionEvent, EventWriter, TurnEvent
 from edge_app.messages import (
     AudioChunk,
     SegmentGuess,
@@ -211,22 +211,91 @@ class AsrStage:
         return []
 
 
+class TurnRecords:
+    """The turns the voice stage labels -> ``turn`` records (:class:`edge_app.events.TurnEvent`)
+    to the event sinks at once: the stream's who-spoke-when, before the words are known. Ids
+    as labelled (a later merge shows in later records only); names as the utterances get them
+    (``--name``, else the gallery's)."""
+
+    def __init__(
+        self,
+        arrivals: ArrivalLog,
+        names: dict[str, str],
+        sinks: tuple[Callable[[TurnEvent], None], ...] = (),
+    ) -> None:
+        self.arrivals = arrivals
+        self.names = names
+        self.sinks = sinks
+        self._lock = threading.Lock()  # counters read by the stats thread
+        self.emitted = 0
+        self.overlaps = 0
+        self.latencies: deque[float] = deque(maxlen=5000)
+
+    def announce(self, main: list[SpeakerTurn], extra: list[SpeakerTurn]) -> None:
+        """``main``: the diarizer's turns of one segment; ``extra``: its overlap turns."""
+        labelled = [(t, False) for t in main] + [(t, True) for t in extra]
+        now = time.monotonic()
+        for turn, overlap in labelled:
+            latency = now - self.arrivals.wall_of(turn.t_end)
+            with self._lock:
+                turn_id = self.emitted
+                self.emitted += 1
+                self.overlaps += overlap
+                self.latencies.append(latency)
+            event = TurnEvent(
+                turn_id=turn_id,
+                segment_id=turn.segment_id,
+                t_start=turn.t_start,
+                t_end=turn.t_end,
+                speaker=turn.speaker_id,
+                speaker_name=self.names.get(turn.speaker_id) or turn.name,
+                overlap=overlap,
+                new_speaker=turn.is_new,
+                similarity=turn.similarity,
+                latency_s=latency,
+            )
+            for sink in self.sinks:
+                sink(event)
+
+    def stats(self) -> dict:
+        with self._lock:
+            lat = np.asarray(self.latencies, np.float64)
+            emitted, overlaps = self.emitted, self.overlaps
+        return {
+            "emitted": emitted,
+            "overlap": overlaps,
+            "latency_p50_s": round(float(np.median(lat)), 4) if lat.size else None,
+            "latency_p95_s": round(float(np.percentile(lat, 95)), 4) if lat.size else None,
+        }
+
+
 class VoiceStage:
     """Voice windows -> online diarizer -> overlap turns (audio.speakers.SpeakerStage, the same
-    stage `mlsan-live diarize` runs). A SegmentGuess or SegmentPrefix is embedded ahead (its
-    windows kept for the segment it belongs to) only when nothing waits in ``backlog``: a
-    segment must not wait for it, and a later guess or prefix holds more of the turn."""
+    stage `mlsan-live diarize` runs); each segment's turns also go to ``turns`` (the event
+    stream's turn records) as soon as they are labelled. A SegmentGuess or SegmentPrefix is
+    embedded ahead (its windows kept for the segment it belongs to) only when nothing waits in
+    ``backlog``: a segment must not wait for it, and a later guess or prefix holds more of the
+    turn."""
 
-    def __init__(self, speaker_stage, backlog: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        speaker_stage,
+        backlog: Callable[[], int] = lambda: 0,
+        turns: TurnRecords | None = None,
+    ) -> None:
         self.speaker_stage = speaker_stage
         self.backlog = backlog
+        self.turns = turns
 
     def process(self, item: SpeechSegment | SegmentGuess | SegmentPrefix) -> list[VoicedSegment]:
         if isinstance(item, SegmentGuess | SegmentPrefix):
             if not self.backlog():
                 self.speaker_stage.embed_ahead(item.segment, isinstance(item, SegmentGuess))
             return []
-        return [VoicedSegment(item, tuple(self.speaker_stage.process(item)))]
+        main, extra = self.speaker_stage.process_split(item)
+        if self.turns is not None:
+            self.turns.announce(main, extra)
+        return [VoicedSegment(item, tuple(main + extra))]
 
     def flush(self):
         return []
@@ -443,6 +512,7 @@ class LivePipeline:
         self.loaded: Loaded | None = None
         self.emotion: EmotionStage | None = None
         self.assembler: UtteranceAssembler | None = None
+        self.turns: TurnRecords | None = None
         self.face_stage_adapter: FaceStage | None = None
         self.status = "starting"
         self.header: HeaderInfo | None = None
@@ -641,6 +711,20 @@ class LivePipeline:
         parts_q = rt.queue("utterance parts", 64, Overflow.BLOCK, producers=2)
         utt_q = rt.queue("utterances", 64, Overflow.BLOCK)
 
+        # The event sinks: utterance records (emotion stage) and turn records (voice stage).
+        record_sinks: list[Callable] = []
+        # The gallery is saved before the summary is written, so a failed save shows there.
+        rt.on_stop("gallery", self._save_gallery)
+        if opts.events is not None:
+            self.writer = EventWriter(opts.events)
+            rt.on_stop("events", self._close_events)
+            record_sinks.append(self.writer.write)
+        if self.mqtt is not None:
+            if self.writer is None:
+                rt.on_stop("events", self._close_events)
+            record_sinks.append(self.mqtt.write)
+        self.turns = TurnRecords(self.arrivals, dict(opts.names), tuple(record_sinks))
+
         rt.add_source("audio-source", ld.audio_source.chunks, [audio_q], on_item=self.arrivals.note)
         guesses = opts.speculative_asr and ld.clock.realtime
         prefix_s = opts.voice_prefix_s if ld.clock.realtime else None  # --fast: never idle
@@ -648,7 +732,7 @@ class LivePipeline:
         rt.add_stage("asr", AsrStage(ld.asr, asr_q.qsize), asr_q, [parts_q])
         rt.add_stage(
             "voice",
-            VoiceStage(ld.speaker_stage, voice_q.qsize),
+            VoiceStage(ld.speaker_stage, voice_q.qsize, self.turns),
             voice_q,
             [parts_q],
             nice=opts.voice_nice,
@@ -665,17 +749,7 @@ class LivePipeline:
             ld.info, ld.text_encoder, features, voice_states=ld.asr.voice_states
         )
         window = DialogueWindow(ld.info, features)
-        sinks: list[Callable[[EmotionEvent], None]] = []
-        # The gallery is saved before the summary is written, so a failed save shows there.
-        rt.on_stop("gallery", self._save_gallery)
-        if opts.events is not None:
-            self.writer = EventWriter(opts.events)
-            rt.on_stop("events", self._close_events)
-            sinks.append(self.writer.write)
-        if self.mqtt is not None:
-            if self.writer is None:
-                rt.on_stop("events", self._close_events)
-            sinks.append(self.mqtt.write)
+        sinks = list(record_sinks)
         if opts.headless and opts.events != "-":
             sinks.append(lambda ev: print(human_line(ev), flush=True))
         self.emotion = EmotionStage(
@@ -791,6 +865,9 @@ class LivePipeline:
             "latency_p95_s": None if snap.latency_p95_s is None else round(snap.latency_p95_s, 4),
             "audio_samples_dropped": int(round(snap.audio_dropped_s * 16000)),
             "drops": {q.name: q.dropped for q in stats.queues},
+            # Turn records (who spoke when): emitted, of them overlap turns, latency from the
+            # turn's end to its record
+            "turns": self.turns.stats() if self.turns is not None else None,
             "skipped_no_words": asm.skipped_no_words if asm else 0,
             # Speculative ASR: guesses transcribed, kept (exact / near), transcribed again, skipped
             "asr_ahead": asdict(ahead) if ahead is not None else None,

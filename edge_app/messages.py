@@ -40,6 +40,11 @@ class SpeechSegment:
     # Starts where the VAD cut the previous segment because another voice took over (no pause
     # between; see VadStateMachine's speaker-change cut).
     after_change: bool = False
+    # p(two speakers) over the segment as the speech detection saw it when handing it on:
+    # (time of the first 32-ms frame, (n,) float32); None when not read (StreamingVad.overlap).
+    # Read then, not by the voice thread later, so the overlap turns do not depend on how far
+    # the speech detection has got in the meantime (live and `diarize` give the same turns).
+    overlap: tuple[float, np.ndarray] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

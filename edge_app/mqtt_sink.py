@@ -3,17 +3,20 @@
 Topics (``DEVICE`` is ``--device-id``, default the host name)::
 
     PREFIX/DEVICE/utterance      each utterance record (the file sink's line, byte for byte)
+    PREFIX/DEVICE/turn           each speaker turn record (who spoke when; the file sink's line)
     PREFIX/DEVICE/speaker/ID     the speaker's current state (retained: a late viewer sees it)
     PREFIX/DEVICE/summary        the summary at the end (retained)
     PREFIX/DEVICE/status         "online" / "finished" / "offline" (retained; "offline" is the
                                  broker's last will when the device vanishes)
 
 Delivery: QoS 1 (at least once: a message in flight when the connection drops is sent again,
-so a viewer may see one twice; records carry ``utterance_id`` to tell). ``write`` never blocks
-the pipeline: it appends to a bounded in-memory buffer and returns; one thread (``mqtt-pump``)
-hands messages to paho while connected, at most ``inflight`` unacknowledged at a time. While the
-broker is away the buffer holds up to ``buffer`` utterances; past that the oldest utterance is
-dropped and counted (its id is listed in the summary's ``mqtt.dropped_ids``). A speaker's state
+so a viewer may see one twice; records carry ``utterance_id`` / ``turn_id`` to tell). ``write``
+never blocks the pipeline: it appends to a bounded in-memory buffer and returns; one thread
+(``mqtt-pump``) hands messages to paho while connected, at most ``inflight`` unacknowledged at a
+time. While the broker is away the buffer holds up to ``buffer`` utterances; past that the
+oldest utterance is dropped and counted (its id is listed in the summary's
+``mqtt.dropped_ids``). Turn records have a bound of their own of the same size (oldest dropped,
+counted in ``mqtt.dropped_turns``), so they never push an utterance out. A speaker's state
 is retained, so only its newest value matters: a newer one replaces a queued older one
 (``superseded``, not a loss). paho reconnects with exponential backoff (``reconnect_min_s`` ..
 ``reconnect_max_s``).
@@ -343,7 +346,7 @@ def _r(x: float, nd: int = 4) -> float | None:
 # -- the sink ------------------------------------------------------------------------------------
 @dataclass
 class _Msg:
-    key: tuple  # ("u", utterance_id) | ("s", speaker) | ("x", n): coalescing key
+    key: tuple  # ("u", utterance_id) | ("t", turn_id) | ("s", speaker) | ("x", n): coalescing key
     topic: str
     payload: bytes
     retain: bool
@@ -352,7 +355,7 @@ class _Msg:
 
 class MqttSink:
     """The event sink for a broker; same interface as :class:`edge_app.events.EventWriter`
-    (``write(record | EmotionEvent)``, ``close()``, ``count``)."""
+    (``write(record | EmotionEvent | TurnEvent)``, ``close()``, ``count``)."""
 
     def __init__(
         self,
@@ -370,7 +373,7 @@ class MqttSink:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._queue: deque[_Msg] = deque()
-        self._queued_utterances = 0
+        self._queued = {"u": 0, "t": 0}  # utterances / turns queued (each bounded by buffer)
         self._queued_latest: dict[tuple, _Msg] = {}  # queued speaker states/status, by key
         self._inflight: dict[int, _Msg] = {}
         # The message the pump took off the queue and is handing to paho (0 or 1): neither queued
@@ -386,6 +389,7 @@ class MqttSink:
         self.count = 0  # messages queued (utterances, speaker states, status)
         self.delivered = 0  # messages the broker acknowledged
         self.dropped_ids: list[int] = []  # utterances dropped from a full buffer (oldest first)
+        self.dropped_turns = 0  # turn records dropped from a full buffer
         self.superseded = 0  # queued speaker states replaced by a newer one (not a loss)
         self.disconnects = 0
         self.failed = 0  # messages paho refused (counted in dropped when an utterance)
@@ -472,8 +476,8 @@ class MqttSink:
                     return
                 msg = self._queue.popleft()
                 self._handing = 1
-                if msg.key[0] == "u":
-                    self._queued_utterances -= 1
+                if msg.key[0] in self._queued:
+                    self._queued[msg.key[0]] -= 1
                 else:
                     self._queued_latest.pop(msg.key, None)
             try:
@@ -483,8 +487,7 @@ class MqttSink:
                     self._handing = 0
                     self._wake.notify_all()
                     self.failed += 1
-                    if msg.key[0] == "u":
-                        self.dropped_ids.append(int(msg.key[1]))
+                    self._count_dropped(msg)
                 if self.failed == 1:
                     print(f"mlsan-live: warning: MQTT publish failed: {exc}", file=sys.stderr)
                 continue
@@ -502,16 +505,19 @@ class MqttSink:
 
     # -- the sink interface --------------------------------------------------------------------
     def write(self, record) -> None:
-        """Queue one record (an utterance, or the summary); never blocks on the network."""
-        from edge_app.events import EmotionEvent
+        """Queue one record (an utterance, a turn, or the summary); never blocks on the
+        network."""
+        from edge_app.events import EmotionEvent, TurnEvent
 
-        if isinstance(record, EmotionEvent):
+        if isinstance(record, EmotionEvent | TurnEvent):
             speaker = record.speaker
             record = record.to_record()
         else:
             speaker = None
         kind = record.get("type")
-        if kind == "utterance":
+        if kind == "turn":
+            self._enqueue(("t", record["turn_id"]), "turn", record, False)
+        elif kind == "utterance":
             self._enqueue(("u", record["utterance_id"]), "utterance", record, False)
             state = (
                 self._speaker_state(speaker or record["speaker"]) if self._speaker_state else None
@@ -538,7 +544,7 @@ class MqttSink:
             if self._closed:
                 return
             self.count += 1
-            if key[0] != "u":
+            if key[0] not in self._queued:
                 queued = self._queued_latest.get(key)
                 if queued is not None:  # a newer speaker state: the queued one is stale
                     queued.payload, queued.t_in = msg.payload, msg.t_in
@@ -546,19 +552,26 @@ class MqttSink:
                     return
                 self._queued_latest[key] = msg
             else:
-                if self._queued_utterances >= self.options.buffer:
-                    self._drop_oldest_utterance()
-                self._queued_utterances += 1
+                if self._queued[key[0]] >= self.options.buffer:
+                    self._drop_oldest(key[0])
+                self._queued[key[0]] += 1
             self._queue.append(msg)
             self._wake.notify_all()
 
-    def _drop_oldest_utterance(self) -> None:
+    def _drop_oldest(self, kind: str) -> None:
+        """Drop the oldest queued record of ``kind`` ("u" or "t"; call with the lock held)."""
         for i, queued in enumerate(self._queue):
-            if queued.key[0] == "u":
+            if queued.key[0] == kind:
                 del self._queue[i]
-                self._queued_utterances -= 1
-                self.dropped_ids.append(int(queued.key[1]))
+                self._queued[kind] -= 1
+                self._count_dropped(queued)
                 return
+
+    def _count_dropped(self, msg: _Msg) -> None:
+        if msg.key[0] == "u":
+            self.dropped_ids.append(int(msg.key[1]))
+        elif msg.key[0] == "t":
+            self.dropped_turns += 1
 
     @property
     def connected(self) -> bool:
@@ -589,19 +602,21 @@ class MqttSink:
     def stats(self) -> dict[str, Any]:
         """What the summary reports (``mqtt``): exact counts of what reached the broker.
 
-        ``messages == delivered + pending + dropped + superseded_speaker_states`` (messages:
-        utterances, speaker states and status queued so far; delivered: acknowledged by the
-        broker, PUBACK; dropped: utterances evicted from a full buffer, ids in ``dropped_ids``).
+        ``messages == delivered + pending + dropped + dropped_turns + superseded_speaker_states``
+        (messages: utterances, turns, speaker states and status queued so far; delivered:
+        acknowledged by the broker, PUBACK; dropped: utterances evicted from a full buffer, ids
+        in ``dropped_ids``; dropped_turns: turn records evicted from theirs).
         """
         with self._lock:
             return {
                 "broker": str(self.options.broker.url),
                 "device": self.options.device_id,
-                "messages": self.count,  # queued: utterances, speaker states, status
+                "messages": self.count,  # queued: utterances, turns, speaker states, status
                 "delivered": self.delivered,
                 "pending": self._unsent(),
                 "dropped": len(self.dropped_ids),
                 "dropped_ids": list(self.dropped_ids[:1000]),
+                "dropped_turns": self.dropped_turns,
                 "superseded_speaker_states": self.superseded,
                 "failed": self.failed,
                 "disconnects": self.disconnects,
@@ -632,10 +647,11 @@ class MqttSink:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
-        if not drained or self.dropped_ids:
+        if not drained or self.dropped_ids or self.dropped_turns:
             print(
-                f"mlsan-live: warning: MQTT: {len(self.dropped_ids)} utterance(s) dropped while "
-                f"the broker was away, {lost} message(s) not delivered at the end "
+                f"mlsan-live: warning: MQTT: {len(self.dropped_ids)} utterance(s) and "
+                f"{self.dropped_turns} turn(s) dropped while the broker was away, {lost} "
+                "message(s) not delivered at the end "
                 f"({self.options.broker.url})",
                 file=sys.stderr,
                 flush=True,

@@ -14,7 +14,8 @@ from edge_app.audio.offline import AudioPipelineOptions, AudioStages, process_fi
 AMI = [f"trn{i:02d}" for i in range(10)]
 # Claimed in README.md ("Diarization"), measured by bench/bench_diarization.py: pooled DER with
 # no collar, the defaults, as `mlsan-live diarize` writes the turns (ids resolved) and as the
-# live run emits them (ids as first given).
+# live run's event stream carries them (its ``turn`` records, ids as first given: a --fast
+# replay through the whole live pipeline, threads, speech recognition and emotion included).
 # AMI: 29.78 % on the files as they are, 29.54-29.78 % on 8 copies with -120 dBFS of added
 # noise (bench_diarization.py --perturb 8): the goal, 30 %, holds with a margin for float
 # rounding. (Before CAM++'s input was level-normalised the noise flipped trn08's online
@@ -44,20 +45,79 @@ def stages():
 
 
 @pytest.fixture(scope="module")
-def scored(stages, shared_data):
+def offline(stages, shared_data):
+    """{uri: FileResult} of `mlsan-live diarize`'s pipeline (ids as first given)."""
+    return {
+        uri: process_file(wav(shared_data, uri), stages, resolve_merged=False)
+        for uri in [*AMI, "sample"]
+    }
+
+
+@pytest.fixture(scope="module")
+def live_turns(shared_data, tmp_path_factory):
+    """{uri: the ``turn`` records of a live run's event file}: ``mlsan-live --audio FILE
+    --fast --headless --events FILE --no-gallery``, one LivePipeline per file."""
+    import json
+
+    from mlsan.errors import ModelNotFoundError
+    from mlsan.registry import default_registry
+
+    try:
+        default_registry().resolve("mlsan")
+    except ModelNotFoundError as exc:
+        pytest.skip(f"no trained ML-SAN checkpoint: {exc}")
+    from edge_app.live_pipeline import LiveOptions, LivePipeline
+
+    out = {}
+    folder = tmp_path_factory.mktemp("events")
+    for uri in [*AMI, "sample"]:
+        events = folder / f"{uri}.jsonl"
+        options = LiveOptions(
+            audio=wav(shared_data, uri), headless=True, events=str(events), realtime=False
+        )
+        assert LivePipeline(options).run() == 0
+        records = [json.loads(line) for line in events.read_text().splitlines()]
+        assert records[-1]["type"] == "summary"
+        out[uri] = [r for r in records if r["type"] == "turn"]
+        assert records[-1]["turns"]["emitted"] == len(out[uri])
+    return out
+
+
+@pytest.fixture(scope="module")
+def scored(offline, live_turns, shared_data):
     """{mode: {uri: (error seconds, scored seconds)}} with no collar."""
+    from types import SimpleNamespace
+
     from edge_app.audio.scoring import der_parts
 
     refs = load_refs(shared_data)
     out = {"diarize": {}, "live": {}}
-    for uri in [*AMI, "sample"]:
-        # One run: the live labels are the turns as emitted; `diarize` resolves merged ids.
-        r = process_file(wav(shared_data, uri), stages, resolve_merged=False)
-        for mode in ("diarize", "live"):
-            resolve = r.diarizer.resolve if mode == "diarize" else None
-            d = der_parts(refs[uri], r.all_turns, r.duration, rename=resolve)
-            out[mode][uri] = (d["missed_s"] + d["false_alarm_s"] + d["confusion_s"], d["scored_s"])
+    for uri, r in offline.items():
+        d = der_parts(refs[uri], r.all_turns, r.duration, rename=r.diarizer.resolve)
+        out["diarize"][uri] = (d["missed_s"] + d["false_alarm_s"] + d["confusion_s"], d["scored_s"])
+        turns = [
+            SimpleNamespace(speaker_id=t["speaker"], t_start=t["t_start"], t_end=t["t_end"])
+            for t in live_turns[uri]
+        ]
+        d = der_parts(refs[uri], turns, r.duration)
+        out["live"][uri] = (d["missed_s"] + d["false_alarm_s"] + d["confusion_s"], d["scored_s"])
     return out
+
+
+def test_live_turn_records_are_the_diarize_turns(offline, live_turns):
+    """One pipeline: the live run's turn records are exactly the turns `mlsan-live diarize`
+    finds (times to the record's millisecond, ids as first given, overlap turns flagged)."""
+
+    def rows(turns, overlap):
+        return [(round(t.t_start, 3), round(t.t_end, 3), t.speaker_id, overlap) for t in turns]
+
+    for uri, r in offline.items():
+        want = sorted(rows(r.turns, False) + rows(r.overlaps, True))
+        got = sorted(
+            (t["t_start"], t["t_end"], t["speaker"], t["overlap"]) for t in live_turns[uri]
+        )
+        assert got == want, uri
+    assert sum(t["overlap"] for turns in live_turns.values() for t in turns) >= 4
 
 
 @pytest.mark.parametrize("mode", ["diarize", "live"])

@@ -192,3 +192,26 @@ def test_regrown_edges_find_more_speech_on_real_meetings(shared_data):
         errors[grow] = (missed, false_alarm)
     (missed0, fa0), (missed, fa) = errors[None], errors[VadOptions().grow_threshold]
     assert missed <= 7.7 and missed <= missed0 - 1.2 and fa <= fa0 + 0.05, errors
+
+
+def test_each_segment_carries_its_overlap_as_read_at_hand_on(shared_data):
+    """``SpeechSegment.overlap`` is p(two speakers) over the segment exactly as the speech
+    detection held it when handing the segment on; the log moves on after that (later runs
+    fold their estimates into its frames), which is why the live voice thread, lagging the
+    VAD by a varying amount, must not read the log itself."""
+    from edge_app.audio.sources import load_audio
+
+    vad = StreamingVad(VadOptions(), SegmentationVad(SegmentationOptions()))
+    audio = load_audio(shared_data / "diarization" / "sample.wav")
+    step = SAMPLE_RATE // 10
+    handed = []
+    for i in range(0, len(audio), step):
+        for seg in vad.process(AudioChunk(i / SAMPLE_RATE, audio[i : i + step])):
+            t0, p = vad.overlap(seg.t_start, seg.t_end)
+            assert seg.overlap is not None and seg.overlap[0] == t0
+            np.testing.assert_array_equal(seg.overlap[1], p)
+            handed.append(seg)
+    handed += vad.flush()
+    assert len(handed) >= 8 and all(s.overlap is not None for s in handed)
+    later = [vad.overlap(s.t_start, s.t_end)[1] for s in handed]
+    assert any(not np.array_equal(s.overlap[1], p) for s, p in zip(handed, later, strict=True))

@@ -89,3 +89,23 @@ def test_an_overlap_turn_never_names_the_speaker_already_talking():
         for t in turns:
             if t.t_start < o.t_end and o.t_start < t.t_end:
                 assert t.speaker_id != o.speaker_id
+
+
+def test_overlap_read_at_hand_on_wins_over_a_later_read():
+    # The speech detection attaches p(two speakers) to each segment it hands on
+    # (SpeechSegment.overlap). A later read of its log (overlap_source) may already hold more
+    # runs' estimates (the live run's voice thread lags the VAD's), so the attached one is
+    # used: live and `diarize` then find the same overlap turns.
+    def later(t0: float, t1: float):  # what the log says by the time the voice thread reads
+        return t0, np.ones(int(round((t1 - t0) / 0.032)), np.float32)
+
+    t = (np.arange(125) + 0.5) * 0.032
+    at_hand_on = (0.0, ((t >= 2.5) & (t < 3.5)).astype(np.float32))
+    stage = SpeakerStage(_Embedder(), _TwoVoiceDiarizer(2.0), OverlapOptions(), later)
+    seg = _seg(0, 0.0, 4.0)
+    _, extra = stage.process_split(SpeechSegment(0, 0.0, 4.0, seg.samples, overlap=at_hand_on))
+    assert [(o.speaker_id, round(o.t_start, 1), round(o.t_end, 1)) for o in extra] == [
+        ("spk1", 2.5, 3.5)
+    ]
+    _, extra = stage.process_split(_seg(1, 0.0, 4.0))  # nothing attached: read the log
+    assert [(round(o.t_start, 1), round(o.t_end, 1)) for o in extra] == [(0.0, 2.0), (2.0, 4.0)]

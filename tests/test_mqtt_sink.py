@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mqtt_broker import Mosquitto, free_port
 
-from edge_app.events import EmotionEvent, EventWriter
+from edge_app.events import EmotionEvent, EventWriter, TurnEvent
 from edge_app.mqtt_sink import (
     BrokerOptions,
     MqttError,
@@ -60,6 +60,14 @@ def _event(i: int, speaker: str = "spk1") -> EmotionEvent:
         state_confidence=0.55, trust=(("words", 0.7), ("voice", 0.3), ("face", 0.0)),
         masked=("face",), face_track=None, binding_confidence=0.0, context=min(i + 1, 16),
         latency_s=0.25,
+    )  # fmt: skip
+
+
+def _turn(i: int, speaker: str = "spk1") -> TurnEvent:
+    return TurnEvent(
+        turn_id=i, segment_id=i, t_start=float(i), t_end=i + 0.9, speaker=speaker,
+        speaker_name=None, overlap=i % 3 == 2, new_speaker=i == 0, similarity=0.5,
+        latency_s=0.2,
     )  # fmt: skip
 
 
@@ -167,6 +175,9 @@ def test_records_topics_and_retained_speaker_state(broker, tmp_path):
     sink, states = _sink(broker, "roomA")
     file_sink = EventWriter(str(tmp_path / "e.jsonl"))
     for i in range(3):
+        turn = _turn(i, "spk1" if i != 1 else "spk2")
+        sink.write(turn)
+        file_sink.write(turn)
         ev = _event(i, "spk1" if i != 1 else "spk2")
         _write(sink, states, ev)
         file_sink.write(ev)
@@ -176,9 +187,11 @@ def test_records_topics_and_retained_speaker_state(broker, tmp_path):
     file_sink.close()
     msgs = col.wait_for(lambda m: any(t.endswith("/summary") for t, _, _ in m))
     col.close()
-    utts = [r for t, r, _ in msgs if t == "t/roomA/utterance"]
-    # Byte for byte what the file sink writes.
-    assert utts == [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()]
+    # Byte for byte what the file sink writes, each record type on its own topic.
+    for kind in ("utterance", "turn"):
+        got = [r for t, r, _ in msgs if t == f"t/roomA/{kind}"]
+        assert got == [r for r in lines if r["type"] == kind] and len(got) == 3
     speakers = {t: r for t, r, _ in msgs if "/speaker/" in t}
     assert set(speakers) == {"t/roomA/speaker/spk1", "t/roomA/speaker/spk2"}
     assert speakers["t/roomA/speaker/spk1"]["n_utterances"] == 2
@@ -209,10 +222,13 @@ def test_broker_away_buffer_drops_oldest_and_counts_exactly(broker):
         time.sleep(0.05)
     assert sink.stats()["disconnects"] == 1
     t0 = time.monotonic()
-    for i in range(1, 13):  # 12 utterances while away, buffer 5
+    for i in range(1, 13):  # 12 utterances and 12 turns while away, buffer 5 (each)
+        sink.write(_turn(i))
         _write(sink, states, _event(i))
     assert time.monotonic() - t0 < 0.5  # never waits for the network
+    # The turns have a bound of their own: they never push an utterance out.
     assert sink.stats()["dropped_ids"] == [1, 2, 3, 4, 5, 6, 7]
+    assert sink.stats()["dropped_turns"] == 7
     broker.start()
     deadline = time.monotonic() + 10  # paho reconnects with backoff (1-2 s here)
     while not sink.connected and time.monotonic() < deadline:
@@ -228,6 +244,10 @@ def test_broker_away_buffer_drops_oldest_and_counts_exactly(broker):
     ids = {r["utterance_id"] for _, r, _ in got}
     assert ids == {0, *range(8, 16)}  # all but exactly the dropped ones
     assert stats["dropped"] == 7 and stats["pending"] == 0
+    assert stats["messages"] == (
+        stats["delivered"] + stats["dropped"] + stats["dropped_turns"]
+        + stats["superseded_speaker_states"]
+    )  # fmt: skip
     assert stats["superseded_speaker_states"] > 0  # spk1's state queued while away: newest kept
 
 

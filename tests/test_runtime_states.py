@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from edge_app.events import EmotionEvent, EventWriter
+from edge_app.events import EmotionEvent, EventWriter, TurnEvent
 from edge_app.states import SpeakerStates, StateOptions
 from mlsan.errors import UserFacingError
 
@@ -166,6 +166,25 @@ def test_event_writer_writes_flushed_json_lines(tmp_path):
     w.close()
     w.write(_event(1))  # after close: ignored, no crash
     assert len(path.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_turn_record_schema(tmp_path):
+    path = tmp_path / "ev.jsonl"
+    w = EventWriter(str(path))
+    w.write(
+        TurnEvent(
+            turn_id=4, segment_id=3, t_start=10.3041, t_end=11.0719, speaker="spk1",
+            speaker_name="Alice", overlap=True, new_speaker=False, similarity=0.0,
+            latency_s=0.31234,
+        )
+    )  # fmt: skip
+    w.close()
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    assert rec == {
+        "type": "turn", "turn_id": 4, "segment_id": 3, "t_start": 10.304, "t_end": 11.072,
+        "speaker": "spk1", "speaker_name": "Alice", "overlap": True, "new_speaker": False,
+        "similarity": 0.0, "latency_s": 0.3123,
+    }  # fmt: skip
 
 
 def test_event_writer_stdout(capsys):

@@ -428,9 +428,9 @@ def test_voice_stage_embeds_guesses_ahead_only_when_idle():
         def embed_ahead(self, part, ends_here=True):
             self.calls.append(("ahead" if ends_here else "prefix", part.segment_id))
 
-        def process(self, segment):
+        def process_split(self, segment):
             self.calls.append(("segment", segment.segment_id))
-            return []
+            return [], []
 
     waiting = [0]
     speakers = FakeSpeakerStage()
@@ -443,3 +443,47 @@ def test_voice_stage_embeds_guesses_ahead_only_when_idle():
     out = stage.process(_segment(7))
     assert [v.segment.segment_id for v in out] == [7]
     assert speakers.calls == [("prefix", -1), ("ahead", -1), ("segment", 7)]
+
+
+def test_voice_stage_sends_each_turn_to_the_event_sinks_as_labelled():
+    """Turn records leave the voice stage as soon as a segment is labelled (no words needed):
+    the diarizer's turns, then the overlap turns (flagged), ids numbered in order, names as
+    --name gives them (else the gallery's), latency from the turn's end arriving."""
+    from edge_app.events import TurnEvent
+    from edge_app.live_pipeline import ArrivalLog, TurnRecords, VoiceStage
+    from edge_app.messages import SpeakerTurn
+
+    def turn(seg, a, b, sid, name=None, new=False, sim=0.7):
+        return SpeakerTurn(seg, a, b, sid, np.zeros(4, np.float32), sim, new, name)
+
+    class FakeSpeakerStage:
+        def __init__(self):
+            self.out = {
+                0: ([turn(0, 0.0, 1.0, "spk1", new=True)], []),
+                1: ([turn(1, 1.5, 2.0, "spk1"), turn(1, 2.0, 3.0, "spk2", name="Bo")],
+                    [turn(1, 2.2, 2.6, "spk1", sim=0.0)]),
+                2: ([], []),  # too short to embed: no turn
+            }  # fmt: skip
+
+        def process_split(self, segment):
+            return self.out[segment.segment_id]
+
+    arrivals = ArrivalLog()
+    arrivals.note(AudioChunk(0.0, np.zeros(16000 * 4, np.float32)))
+    got: list[TurnEvent] = []
+    records = TurnRecords(arrivals, {"spk1": "Ann"}, (got.append,))
+    stage = VoiceStage(FakeSpeakerStage(), turns=records)
+    voiced = [stage.process(_segment(i))[0] for i in range(3)]
+    assert [len(v.turns) for v in voiced] == [1, 3, 0]  # the assembler still gets them all
+    rows = [(e.turn_id, e.segment_id, e.t_start, e.speaker, e.speaker_name, e.overlap) for e in got]
+    assert rows == [
+        (0, 0, 0.0, "spk1", "Ann", False),
+        (1, 1, 1.5, "spk1", "Ann", False),
+        (2, 1, 2.0, "spk2", "Bo", False),
+        (3, 1, 2.2, "spk1", "Ann", True),
+    ]
+    assert got[0].new_speaker and not any(e.new_speaker for e in got[1:])
+    assert got[3].similarity == 0.0 and all(e.latency_s >= 0 for e in got)
+    stats = records.stats()
+    assert stats["emitted"] == 4 and stats["overlap"] == 1
+    assert stats["latency_p50_s"] is not None

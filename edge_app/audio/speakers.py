@@ -11,7 +11,10 @@ API::
     stage.embed_ahead(part, ends_here)  # live run: embed the open segment's audio ahead
 
 Overlap (AMI's meetings hold ~21 % of their speech time under two voices; a one-voice-at-a-
-time output misses all of it): where the segmentation model gives p(two speakers) >=
+time output misses all of it): p(two speakers) is the one the speech detection attached to the
+segment when handing it on (``SpeechSegment.overlap``; ``overlap_source`` only for a segment
+without it), so the live voice thread, which lags the VAD, finds the same overlap turns as
+`diarize`. Where the segmentation model gives p(two speakers) >=
 ``threshold`` for at least ``min_s``, a second turn is added for the speaker of the nearest
 other turn in time (this segment's or the last ``history_s`` seconds'): the usual heuristic
 (the other voice in an overlap is mostly the one just before or just after). A run that has no
@@ -90,9 +93,14 @@ class SpeakerStage:
 
     def _overlaps(self, segment: SpeechSegment, turns: list[SpeakerTurn]) -> list[SpeakerTurn]:
         opts = self.overlap
-        if not opts.enabled or self.overlap_source is None:
+        if not opts.enabled:
             return []
-        t0, probs = self.overlap_source(segment.t_start, segment.t_end)
+        if segment.overlap is not None:  # read by the speech detection at hand-on
+            t0, probs = segment.overlap
+        elif self.overlap_source is not None:
+            t0, probs = self.overlap_source(segment.t_start, segment.t_end)
+        else:
+            return []
         on = probs >= opts.threshold
         min_frames = max(1, int(round(opts.min_s / FRAME_S)))
         resolve = self.diarizer.resolve

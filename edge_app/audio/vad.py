@@ -505,7 +505,12 @@ class StreamingVad:
         # with look-ahead): the probabilities are those of the oldest frames not yet pushed.
         out = self._push(self.model.probabilities(frames.reshape(n_frames, FRAME)))
         self._trim()
-        return out
+        return self._with_overlap(out)
+
+    def _with_overlap(self, segments: list[SpeechSegment]) -> list[SpeechSegment]:
+        """The segments handed on by one call, each with its p(two speakers) as the model
+        holds it now (``SpeechSegment.overlap``)."""
+        return [replace(s, overlap=self.overlap(s.t_start, s.t_end)) for s in segments]
 
     def _push(self, probs) -> list[SpeechSegment]:
         self.probs.extend(float(p) for p in probs)
@@ -538,4 +543,4 @@ class StreamingVad:
             out += self._push(self.model.flush())
             out += self._segments(self.machine.flush())
             self._trim()
-        return out
+        return self._with_overlap(out)
