@@ -125,6 +125,28 @@ def test_headless_events_on_stdout(wav, checkpoint, labels, tmp_path):
     said = " ".join(r["text"] for r in utts)
     assert "Chicago" in said and "Jersey" in said  # real words of the recording
     assert any(r["speaker_name"] == "Alice" for r in utts if r["speaker"] == "spk1")
+    # Who spoke when: the turn records, written by the voice stage as turns are labelled, in
+    # order, counted in the summary; on this sample every utterance lies in a turn of its
+    # speaker (its words), and scored against the reference they are within the README's
+    # claim for the live run (sample DER <= 12 %, no collar; test_audio_der checks --fast).
+    turns = [r for r in records if r["type"] == "turn"]
+    assert [t["turn_id"] for t in turns] == list(range(len(turns))) and len(turns) >= len(utts)
+    assert summary["turns"]["emitted"] == len(turns)
+    assert summary["turns"]["overlap"] == sum(t["overlap"] for t in turns) >= 1
+    for u in utts:
+        assert any(
+            t["speaker"] == u["speaker"] and t["t_start"] <= u["t_start"] < u["t_end"] <= t["t_end"]
+            for t in turns
+        ), u
+    assert all(t["speaker_name"] == "Alice" for t in turns if t["speaker"] == "spk1")
+    from types import SimpleNamespace
+
+    from edge_app.audio.scoring import der_parts, read_rttm
+
+    ref = read_rttm(wav.with_suffix(".rttm"))["sample"]
+    labelled = [SimpleNamespace(speaker_id=t["speaker"], t_start=t["t_start"], t_end=t["t_end"])
+                for t in turns]  # fmt: skip
+    assert der_parts(ref, labelled, 30.0)["der"] <= 0.12
     assert gallery.is_file()
     assert "utterances from" in proc.stderr.splitlines()[-1]
     # --record-inputs: the model's real inputs, one sample per utterance, for calibration.
