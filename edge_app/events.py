@@ -4,7 +4,7 @@ Record types (field ``type``):
 
 ``utterance`` (one per utterance, when its emotion is ready)::
 
-    {"type": "utterance", "utterance_id": 3, "t_start": 8.32, "t_end": 10.02,
+    {"type": "utterance", "utterance_id": 3, "turn_id": 5, "t_start": 8.32, "t_end": 10.02,
      "speaker": "spk1", "speaker_name": "Alice" | null, "text": "...",
      "emotion": "joy", "confidence": 0.61, "probs": {"neutral": 0.2, "joy": 0.61, ...},
      "state": "joy", "state_confidence": 0.48,          # rolling per-speaker label (smoothed)
@@ -14,6 +14,8 @@ Record types (field ``type``):
 
 ``t_start``/``t_end`` are seconds on the media clock; ``latency_s`` is wall seconds from the
 end of the utterance (its ``t_end`` being due on the wall clock) to its emotion being ready.
+``turn_id``: the ``turn`` record the utterance's words belong to (null for a segment too short
+to label, whose words go to the previous speaker).
 
 ``turn`` (who spoke when: one per speaker turn, as soon as the voice stage has labelled it,
 before its words are known)::
@@ -75,11 +77,13 @@ class EmotionEvent:
     binding_confidence: float
     context: int  # utterances of dialogue context the model saw (this one included)
     latency_s: float
+    turn_id: int | None = None  # the turn record the utterance lies in (None: no record)
 
     def to_record(self) -> dict[str, Any]:
         return {
             "type": "utterance",
             "utterance_id": self.utterance_id,
+            "turn_id": self.turn_id,
             "t_start": round(self.t_start, 3),
             "t_end": round(self.t_end, 3),
             "speaker": self.speaker,

@@ -231,10 +231,12 @@ class TurnRecords:
         self.overlaps = 0
         self.latencies: deque[float] = deque(maxlen=5000)
 
-    def announce(self, main: list[SpeakerTurn], extra: list[SpeakerTurn]) -> None:
-        """``main``: the diarizer's turns of one segment; ``extra``: its overlap turns."""
+    def announce(self, main: list[SpeakerTurn], extra: list[SpeakerTurn]) -> list[int]:
+        """``main``: the diarizer's turns of one segment; ``extra``: its overlap turns. Returns
+        the records' ``turn_id``s, in that order."""
         labelled = [(t, False) for t in main] + [(t, True) for t in extra]
         now = time.monotonic()
+        ids = []
         for turn, overlap in labelled:
             latency = now - self.arrivals.wall_of(turn.t_end)
             with self._lock:
@@ -256,6 +258,8 @@ class TurnRecords:
             )
             for sink in self.sinks:
                 sink(event)
+            ids.append(turn_id)
+        return ids
 
     def stats(self) -> dict:
         with self._lock:
@@ -293,9 +297,8 @@ class VoiceStage:
                 self.speaker_stage.embed_ahead(item.segment, isinstance(item, SegmentGuess))
             return []
         main, extra = self.speaker_stage.process_split(item)
-        if self.turns is not None:
-            self.turns.announce(main, extra)
-        return [VoicedSegment(item, tuple(main + extra))]
+        ids = self.turns.announce(main, extra) if self.turns is not None else ()
+        return [VoicedSegment(item, tuple(main + extra), tuple(ids))]
 
     def flush(self):
         return []
@@ -434,6 +437,7 @@ class EmotionStage:
         best = int(np.argmax(probs))
         event = EmotionEvent(
             utterance_id=utt.utterance_id,
+            turn_id=utt.turn_id,
             t_start=utt.t_start,
             t_end=utt.t_end,
             speaker=utt.speaker,

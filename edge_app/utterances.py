@@ -33,6 +33,9 @@ class VoicedSegment:
 
     segment: SpeechSegment
     turns: tuple[SpeakerTurn, ...]
+    # the ``turn_id`` of each turn's record in the event stream (live run), parallel to turns;
+    # empty when no records were written (diarize, tests)
+    turn_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Utterance:
     face: FaceEvidence
     new_speaker: bool = False  # this utterance enrolled its speaker
     segment_t_end: float = 0.0  # end of its VAD segment (> t_end when the speaker changed inside)
+    turn_id: int | None = None  # the turn record it lies in (None: no record, or no turn)
 
     @property
     def duration(self) -> float:
@@ -173,7 +177,8 @@ class UtteranceAssembler:
                 ),
             )
         out: list[Utterance] = []
-        for turn, words in zip(turns, split_words(transcript, turns), strict=True):
+        ids = voiced.turn_ids if len(voiced.turn_ids) == len(turns) else (None,) * len(turns)
+        for turn, words, turn_id in zip(turns, split_words(transcript, turns), ids, strict=True):
             turn = self._resolved(turn)
             self._last_speaker = turn
             text = _join(words)
@@ -198,6 +203,7 @@ class UtteranceAssembler:
                     face=face,
                     new_speaker=turn.is_new,
                     segment_t_end=seg.t_end,
+                    turn_id=turn_id,
                 )
             )
             self._next_id += 1

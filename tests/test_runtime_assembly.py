@@ -48,7 +48,8 @@ def test_join_in_any_order_and_split_at_speaker_change():
             ("Hi", 10.1, 10.4), ("there.", 10.4, 11.0), ("Hello,", 12.2, 12.6), ("Ann.", 12.6, 13.0)
         ),
     )
-    voiced = VoicedSegment(s, (turn(0, 10.0, 11.8, "spk1", True), turn(0, 11.8, 14.0, "spk2")))
+    turns = (turn(0, 10.0, 11.8, "spk1", True), turn(0, 11.8, 14.0, "spk2"))
+    voiced = VoicedSegment(s, turns, turn_ids=(4, 5))  # the live run's turn records
     assert asm.process(voiced) == []  # waits for the transcript
     utts = asm.process(tr)
     assert [u.speaker for u in utts] == ["spk1", "spk2"]
@@ -57,6 +58,7 @@ def test_join_in_any_order_and_split_at_speaker_change():
     assert len(utts[0].samples) == int(round(1.8 * SAMPLE_RATE))
     assert utts[0].utterance_id == 0 and utts[1].utterance_id == 1
     assert utts[0].voice is not None and utts[0].face.track_id is None
+    assert [u.turn_id for u in utts] == [4, 5]  # each utterance names its turn record
 
 
 def test_short_segment_goes_to_previous_speaker_and_wordless_turns_are_counted():
@@ -66,7 +68,7 @@ def test_short_segment_goes_to_previous_speaker_and_wordless_turns_are_counted()
     # too short for a voice embedding: no turns
     asm.process(Transcript(1, 2.5, 2.7, "Yes.", words(("Yes.", 2.5, 2.7))))
     (u,) = asm.process(VoicedSegment(seg(1, 2.5, 2.7), ()))
-    assert u.speaker == "spk3" and u.text == "Yes."
+    assert u.speaker == "spk3" and u.text == "Yes." and u.turn_id is None  # no turn of its own
     asm.process(VoicedSegment(seg(2, 3.0, 4.0), (turn(2, 3.0, 4.0, "spk3"),)))
     assert asm.process(Transcript(2, 3.0, 4.0, "", ())) == []
     assert asm.skipped_no_words == 1 and asm.emitted == 2

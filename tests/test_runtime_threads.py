@@ -475,6 +475,7 @@ def test_voice_stage_sends_each_turn_to_the_event_sinks_as_labelled():
     stage = VoiceStage(FakeSpeakerStage(), turns=records)
     voiced = [stage.process(_segment(i))[0] for i in range(3)]
     assert [len(v.turns) for v in voiced] == [1, 3, 0]  # the assembler still gets them all
+    assert [v.turn_ids for v in voiced] == [(0,), (1, 2, 3), ()]  # ...with their records' ids
     rows = [(e.turn_id, e.segment_id, e.t_start, e.speaker, e.speaker_name, e.overlap) for e in got]
     assert rows == [
         (0, 0, 0.0, "spk1", "Ann", False),
