@@ -27,8 +27,9 @@ before its words are known)::
 The turns are the diarizer's output (``mlsan-live diarize`` writes the same turns as RTTM),
 the stream's who-spoke-when record: they hold speech without words and, with
 ``"overlap": true``, the second voice where two people talk at once (``similarity`` 0: the
-voice is inferred from the neighbouring turn, not measured). An utterance covers one speaker's
-words in a turn, so it can be shorter than its turn, and a turn without words has none.
+voice is inferred from the neighbouring turn, not measured). An utterance spans the turn
+whose words it holds (its ``turn_id``); a turn without words, as most overlap turns are, has
+none.
 ``speaker`` is the id as the turn was labelled; a later merge of two ids shows in later
 records only. ``latency_s``: wall seconds from the turn's end being due to the record.
 

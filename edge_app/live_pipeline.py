@@ -651,7 +651,7 @@ class LivePipeline:
         loaded.embedder = make_embedder(
             audio_opts.embedder, audio_opts.voice, audio_opts.voice_model
         )
-        loaded.speaker_stage = make_speaker_stage(audio_opts, loaded.embedder, loaded.vad, gallery)
+        loaded.speaker_stage = make_speaker_stage(audio_opts, loaded.embedder, gallery)
         loaded.diarizer = loaded.speaker_stage.diarizer
         known = {p.speaker_id for p in loaded.diarizer.speakers()}
         for sid, name in opts.names:

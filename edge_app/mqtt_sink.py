@@ -386,7 +386,7 @@ class MqttSink:
         self._n_other = 0
         self._last_drain_ok: bool | None = None  # a drain that timed out: close waits 1 s only
         self._finished = False  # the summary (and status "finished") was queued
-        self.count = 0  # messages queued (utterances, speaker states, status)
+        self.count = 0  # messages queued (utterances, turns, speaker states, status)
         self.delivered = 0  # messages the broker acknowledged
         self.dropped_ids: list[int] = []  # utterances dropped from a full buffer (oldest first)
         self.dropped_turns = 0  # turn records dropped from a full buffer

@@ -109,12 +109,12 @@ def make_vad(options: AudioPipelineOptions, model: SileroVad | SegmentationVad) 
 def make_speaker_stage(
     options: AudioPipelineOptions,
     embedder,
-    vad: StreamingVad,
     gallery: SpeakerGallery | None = None,
 ) -> SpeakerStage:
-    """Embedder -> diarizer (with the gallery) -> overlap turns read from ``vad``'s model."""
+    """Embedder -> diarizer (with the gallery) -> overlap turns (from the p(two speakers) the
+    speech detection attaches to each segment)."""
     diarizer = OnlineDiarizer(options.diarizer, gallery, model_id=embedder.model_id)
-    return SpeakerStage(embedder, diarizer, options.overlap, vad.overlap)
+    return SpeakerStage(embedder, diarizer, options.overlap)
 
 
 def make_embedder(name: str, options: VoiceOptions, weights=None) -> VoiceEmbedder | CamppEmbedder:
@@ -163,7 +163,7 @@ def process_file(
     source = FileAudioSource(path, clock)
     stages.vad_model.reset()
     vad = make_vad(stages.options, stages.vad_model)
-    speaker = make_speaker_stage(stages.options, stages.embedder, vad, gallery)
+    speaker = make_speaker_stage(stages.options, stages.embedder, gallery)
     diarizer = speaker.diarizer
     segments: list[SpeechSegment] = []
     turns: list[SpeakerTurn] = []

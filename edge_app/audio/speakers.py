@@ -5,16 +5,18 @@ One object used by both ``mlsan-live diarize`` (``offline.process_file``) and th
 
 API::
 
-    stage = SpeakerStage(embedder, diarizer, OverlapOptions(), overlap_source=vad.overlap)
+    stage = SpeakerStage(embedder, diarizer, OverlapOptions())
     turns = stage.process(segment)   # SpeechSegment -> list[SpeakerTurn]: the diarizer's turns
                                      # (in time order, not overlapping), then overlap turns
     stage.embed_ahead(part, ends_here)  # live run: embed the open segment's audio ahead
 
 Overlap (AMI's meetings hold ~21 % of their speech time under two voices; a one-voice-at-a-
 time output misses all of it): p(two speakers) is the one the speech detection attached to the
-segment when handing it on (``SpeechSegment.overlap``; ``overlap_source`` only for a segment
-without it), so the live voice thread, which lags the VAD, finds the same overlap turns as
-`diarize`. Where the segmentation model gives p(two speakers) >=
+segment when handing it on (``SpeechSegment.overlap``; a segment without it gets no overlap
+turns). The stage never reads the model's log itself: the live voice thread lags the VAD by a
+varying amount, and later windows fold their estimates into the log, so only what was read at
+hand-on gives the live run the same overlap turns as `diarize`. Where the segmentation model
+gives p(two speakers) >=
 ``threshold`` for at least ``min_s``, a second turn is added for the speaker of the nearest
 other turn in time (this segment's or the last ``history_s`` seconds'): the usual heuristic
 (the other voice in an overlap is mostly the one just before or just after). A run that has no
@@ -32,10 +34,7 @@ speaker (``not_speaker``): see the diarizer's rule 6.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
 
 from edge_app.messages import SpeakerTurn, SpeechSegment
 
@@ -56,12 +55,10 @@ class SpeakerStage:
         embedder,
         diarizer,
         overlap: OverlapOptions = OverlapOptions(),
-        overlap_source: Callable[[float, float], tuple[float, np.ndarray]] | None = None,
     ) -> None:
         self.embedder = embedder
         self.diarizer = diarizer
         self.overlap = overlap
-        self.overlap_source = overlap_source
         self._history: deque[SpeakerTurn] = deque()
         self.overlap_turns = 0  # added so far (report)
         self._last_speaker: str | None = None  # of the previous segment's last turn
@@ -93,14 +90,9 @@ class SpeakerStage:
 
     def _overlaps(self, segment: SpeechSegment, turns: list[SpeakerTurn]) -> list[SpeakerTurn]:
         opts = self.overlap
-        if not opts.enabled:
+        if not opts.enabled or segment.overlap is None:
             return []
-        if segment.overlap is not None:  # read by the speech detection at hand-on
-            t0, probs = segment.overlap
-        elif self.overlap_source is not None:
-            t0, probs = self.overlap_source(segment.t_start, segment.t_end)
-        else:
-            return []
+        t0, probs = segment.overlap  # read by the speech detection at hand-on
         on = probs >= opts.threshold
         min_frames = max(1, int(round(opts.min_s / FRAME_S)))
         resolve = self.diarizer.resolve
